@@ -1,0 +1,34 @@
+# `make demo` and `make test` set up .venv by themselves on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+
+.PHONY: venv demo test bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+# The main job on the embedded default: the synthetic ground-truth benchmark.
+demo: $(STAMP)
+	$(OFFLINE) $(VENV)/bin/milan-eval --describer constant --output demo-out/constant
+	$(OFFLINE) $(VENV)/bin/milan-eval --describer milan --output demo-out/milan
+
+# Tests run offline with a throw-away Hugging Face and milannotations cache,
+# so nothing stale can be served from a previous run.
+test: $(STAMP)
+	@tmp=$$(mktemp -d); \
+	$(OFFLINE) HF_HOME=$$tmp/hf XDG_CACHE_HOME=$$tmp/cache MPLBACKEND=Agg \
+	  $(PY) -m pytest -q -p no:cacheprovider tests; rc=$$?; rm -rf $$tmp; exit $$rc
+
+bench: $(STAMP)
+	$(OFFLINE) $(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) demo-out

@@ -1,0 +1,1 @@
+"""One module per `milannotations` subcommand, each with `register(subparsers)`."""

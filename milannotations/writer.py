@@ -1,0 +1,219 @@
+"""The one writer of unit records: real corpus, synthetic corpus and user exemplars.
+
+A config is written as parquet shards `data/<config>/<split>-NNNNN-of-NNNNN.parquet`
+plus `splits/<config>.json` (the published unit ids of each split) and
+`meta/<config>.json` (provenance, counts), then the dataset card is
+regenerated. Everything is built in a staging folder beside the output and
+renamed into place, so a failed run leaves nothing half-written.
+Rows are streamed in small row groups: a config is never held in memory.
+"""
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image as PILImage
+
+from . import __version__
+from .errors import MilanError
+from .fsutil import atomic_write_text, replace_path, staging_dir
+from .schema import FEATURES, unit_id as make_unit_id
+
+SPLITS = ("train", "test")
+_SHARD_BYTES = 1 << 30
+_ROW_GROUP_UNITS = 8
+_HF_METADATA = json.dumps({"info": {"features": FEATURES.to_dict()}}).encode()
+
+
+@dataclass
+class UnitRow:
+    """One unit before encoding. Arrays are uint8 / bool numpy, highest activation first."""
+
+    layer: str
+    unit: int
+    images: np.ndarray | None  # k x 3 x H x W uint8, or None where pixels may not ship
+    masks: np.ndarray  # k x 1 x H x W (or k x H x W), bool or {0,1} / {0,255} uint8
+    image_ids: Iterable[int]
+    annotations: Iterable[str] = ()
+    truth: str | None = None
+
+
+@dataclass
+class ConfigMeta:
+    """What the card says about a config."""
+
+    config: str
+    model: str
+    dataset: str
+    synthetic: bool = False
+    description: str = ""
+    provenance: dict = field(default_factory=dict)
+    counts: dict = field(default_factory=dict)
+    builder_version: str = __version__
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    """PNG bytes of an H x W (mode L) or 3 x H x W (RGB) uint8 array, deterministically."""
+    arr = np.asarray(array)
+    if arr.ndim == 3 and arr.shape[0] == 3:
+        img = PILImage.fromarray(np.ascontiguousarray(arr.transpose(1, 2, 0)), mode="RGB")
+    elif arr.ndim == 2:
+        img = PILImage.fromarray(np.ascontiguousarray(arr), mode="L")
+    else:
+        raise ValueError(f"cannot encode array of shape {arr.shape} as PNG")
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def _mask_png(mask: np.ndarray) -> bytes:
+    m = np.asarray(mask)
+    if m.ndim == 3:
+        m = m[0]
+    return encode_png(np.where(m > 0, 255, 0).astype(np.uint8))
+
+
+class _SplitWriter:
+    """Parquet shards of one split, rolled over at a byte budget."""
+
+    def __init__(self, folder: Path, split: str) -> None:
+        self.folder, self.split = folder, split
+        self.schema = FEATURES.arrow_schema.with_metadata({b"huggingface": _HF_METADATA})
+        self.paths: list[Path] = []
+        self.writer: pq.ParquetWriter | None = None
+        self.shard_bytes = 0
+        self.rows = 0
+
+    def _open(self) -> None:
+        path = self.folder / f"{self.split}-{len(self.paths):05d}.parquet"
+        self.paths.append(path)
+        # PNG payloads do not compress further; ZSTD still shrinks the text columns.
+        self.writer = pq.ParquetWriter(path, self.schema, compression="ZSTD", use_dictionary=False,
+                                       write_statistics=False)
+        self.shard_bytes = 0
+
+    def write(self, rows: list[dict], nbytes: int) -> None:
+        if self.writer is None or self.shard_bytes > _SHARD_BYTES:
+            self.close_shard()
+            self._open()
+        table = pa.Table.from_pylist(rows, schema=self.schema)
+        self.writer.write_table(table)
+        self.shard_bytes += nbytes
+        self.rows += len(rows)
+
+    def close_shard(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    def finish(self) -> list[str]:
+        if self.writer is None and not self.paths:
+            self._open()  # an empty split still gets a (valid, empty) shard
+        self.close_shard()
+        n = len(self.paths)
+        names = []
+        for i, p in enumerate(self.paths):
+            final = p.with_name(f"{self.split}-{i:05d}-of-{n:05d}.parquet")
+            p.rename(final)
+            names.append(final.name)
+        return names
+
+
+def write_config(out: Path, meta: ConfigMeta, units: Iterable[UnitRow],
+                 split_of: Mapping[str, str], *, progress: bool = False,
+                 total: int | None = None) -> Path:
+    """Write one config under `out`, atomically, and refresh the dataset card.
+
+    `split_of` maps every unit id (`<config>/<layer>/<unit>`) to "train" or
+    "test" (see `milannotations.splits.assign_splits`); rows arrive in the
+    order they should be stored.
+    """
+    from .card import write_card
+
+    out = Path(out)
+    config = meta.config
+    with staging_dir(out) as stage:
+        data_dir = stage / "data" / config
+        data_dir.mkdir(parents=True)
+        writers = {s: _SplitWriter(data_dir, s) for s in SPLITS}
+        pending: dict[str, list[dict]] = {s: [] for s in SPLITS}
+        pending_bytes = {s: 0 for s in SPLITS}
+        seen: dict[str, list[str]] = {s: [] for s in SPLITS}
+        iterator = units
+        if progress:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(units, total=total, desc=f"writing {config}", unit="unit")
+        for row in iterator:
+            uid = make_unit_id(config, row.layer, row.unit)
+            split = split_of.get(uid)
+            if split not in SPLITS:
+                raise MilanError(f"{config}: unit {uid} has no split assignment")
+            record = _encode(config, meta, uid, row)
+            size = sum(len(x["bytes"]) for x in record["images"]) + sum(len(x["bytes"]) for x in record["masks"])
+            pending[split].append(record)
+            pending_bytes[split] += size
+            seen[split].append(uid)
+            if len(pending[split]) >= _ROW_GROUP_UNITS:
+                writers[split].write(pending[split], pending_bytes[split])
+                pending[split], pending_bytes[split] = [], 0
+        for s in SPLITS:
+            if pending[s]:
+                writers[s].write(pending[s], pending_bytes[s])
+        files = {s: writers[s].finish() for s in SPLITS}
+        all_ids = seen["train"] + seen["test"]
+        if len(set(all_ids)) != len(all_ids):
+            dup = next(u for u in all_ids if all_ids.count(u) > 1)
+            raise MilanError(f"{config}: unit {dup} was written twice")
+        meta.counts = {s: len(seen[s]) for s in SPLITS}
+        splits_doc = {"config": config, "seed_policy": "sha256 rank, see milannotations.splits",
+                      **{s: seen[s] for s in SPLITS}}
+        (stage / "splits").mkdir()
+        (stage / "splits" / f"{config}.json").write_text(json.dumps(splits_doc, indent=1) + "\n")
+        (stage / "meta").mkdir()
+        (stage / "meta" / f"{config}.json").write_text(
+            json.dumps({**asdict(meta), "files": files}, indent=1, sort_keys=True) + "\n")
+        for sub in ("data", "splits", "meta"):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+        replace_path(stage / "data" / config, out / "data" / config)
+        replace_path(stage / "splits" / f"{config}.json", out / "splits" / f"{config}.json")
+        replace_path(stage / "meta" / f"{config}.json", out / "meta" / f"{config}.json")
+    write_card(out)
+    return out / "data" / config
+
+
+def _encode(config: str, meta: ConfigMeta, uid: str, row: UnitRow) -> dict:
+    masks = np.asarray(row.masks)
+    ids = [int(i) for i in row.image_ids]
+    if masks.ndim not in (3, 4):
+        raise MilanError(f"{uid}: masks must be k x 1 x H x W, got shape {masks.shape}")
+    if row.images is not None:
+        images = np.asarray(row.images)
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1] != 3:
+            raise MilanError(f"{uid}: images must be uint8 k x 3 x H x W, got {images.dtype} {images.shape}")
+        if images.shape[0] != masks.shape[0] or images.shape[-2:] != masks.shape[-2:]:
+            raise MilanError(f"{uid}: images {images.shape} and masks {masks.shape} disagree")
+        image_cells = [{"bytes": encode_png(im), "path": None} for im in images]
+    else:
+        image_cells = []
+    if len(ids) != masks.shape[0]:
+        raise MilanError(f"{uid}: {len(ids)} image ids for {masks.shape[0]} masks")
+    return {
+        "unit_id": uid,
+        "config": config,
+        "model": meta.model,
+        "dataset": meta.dataset,
+        "layer": str(row.layer),
+        "unit": int(row.unit),
+        "images": image_cells,
+        "masks": [{"bytes": _mask_png(m), "path": None} for m in masks],
+        "image_ids": ids,
+        "annotations": [str(a) for a in row.annotations],
+        "truth": row.truth,
+    }
