@@ -20,6 +20,9 @@ class Exemplars:
 
     images: uint8, k x 3 x H x W (k may be 0 where pixels were not joined).
     masks:  bool,  k x 1 x H x W, True where the unit is active.
+    image_ids: where each exemplar comes from (ImageFolder index, BigGAN z
+    index, or synthetic scene index), so a describer may re-render or
+    re-segment the source image.
     """
 
     unit_id: str
@@ -29,6 +32,7 @@ class Exemplars:
     unit: int
     images: torch.Tensor
     masks: torch.Tensor
+    image_ids: tuple[int, ...] = ()  # index of each exemplar in its source; public, like the pixels
 
     @property
     def config(self) -> str:

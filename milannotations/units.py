@@ -35,7 +35,8 @@ def to_exemplars(row: dict, *, annotated: bool = False) -> Exemplars:
         h, w = m.shape[-2:]
         imgs = torch.zeros(0, 3, h, w, dtype=torch.uint8)
     fields = dict(unit_id=row["unit_id"], model=row["model"], dataset=row["dataset"],
-                  layer=str(row["layer"]), unit=int(row["unit"]), images=imgs, masks=m)
+                  layer=str(row["layer"]), unit=int(row["unit"]), images=imgs, masks=m,
+                  image_ids=tuple(int(i) for i in row.get("image_ids") or ()))
     if annotated:
         return AnnotatedExemplars(**fields, annotations=tuple(row.get("annotations") or ()))
     return Exemplars(**fields)
