@@ -1,0 +1,21 @@
+"""Exemplars: the top-activating images of every unit of any vision model, with masks.
+
+    stats = compute_exemplars(model, ["layer1", "layer4"], dataset)      # one streaming pass
+    write_exemplar_config(out, ConfigMeta("mynet-probe", "mynet", "probe"), model,
+                          ["layer1", "layer4"], dataset, stats)          # masks + corpus config
+
+See docs/exemplars.md for the CLI, the threshold estimator's accuracy and scale-out.
+"""
+from .compute import ExemplarStats, LayerStats, compute_exemplars
+from .hooks import LayerRecorder, to_spatial
+from .images import ImageFolderDataset, default_transform
+from .masks import masks_from_maps, upsample
+from .quantile import QuantileSketch
+from .topk import TopK
+from .write import exemplar_maps, write_exemplar_config
+
+__all__ = [
+    "ExemplarStats", "ImageFolderDataset", "LayerRecorder", "LayerStats", "QuantileSketch", "TopK",
+    "compute_exemplars", "default_transform", "exemplar_maps", "masks_from_maps", "to_spatial",
+    "upsample", "write_exemplar_config",
+]
