@@ -1,0 +1,223 @@
+"""`Scorer`: every metric of a describer's output against human descriptions, with intervals and signatures.
+
+One `Scorer` holds one BERTScore configuration (`paper` or `offline`) and its model; the n-gram metrics
+need no model. Reference token embeddings are cached on disk per embedding signature, data revision and
+reference texts, so scoring another describer on the same test set embeds only its candidates, and the
+human ceiling (whose candidates are themselves references) embeds nothing new at all.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from eval.metrics.bertscore import (
+    Embedded,
+    TokenEncoder,
+    TokenWeights,
+    greedy_matrix,
+    greedy_pairs,
+    read_baseline,
+    resolve_config,
+)
+from eval.metrics.bleu import bleu_from_stats, bleu_signature, bleu_stats, corpus_bleu, reference_streams
+from eval.metrics.bootstrap import mean_replicates, percentile_ci, resample_counts
+from eval.metrics.cache import EmbeddingCache, entry_key
+from eval.metrics.cider import SIGNATURE as CIDER_SIGNATURE
+from eval.metrics.cider import cider_d_per_unit
+from eval.metrics.result import METRIC_NAMES, MetricScore
+from eval.metrics.retrieval import SIGNATURE_TEMPLATE, retrieval_per_unit, unit_similarity
+from eval.metrics.rouge import SIGNATURE as ROUGE_SIGNATURE
+from eval.metrics.rouge import rouge_l_per_unit
+from eval.metrics.text import normalized_inputs, validate
+from milannotations.errors import MilanError
+
+MEAN_METRICS = ("bertscore_f1", "rouge_l", "cider", "retrieval_top1", "retrieval_mrr")
+
+
+@dataclass
+class _Parts:
+    """Per-unit values of the mean metrics and the BLEU sufficient statistics of one scoring pass."""
+
+    per_unit: dict[str, np.ndarray]
+    bleu: float
+    bleu_stats: np.ndarray
+
+
+class Scorer:
+    """Scores predictions against per-unit reference lists (see `score`, `ceiling`).
+
+    Args:
+        scorer: BERTScore configuration, "offline" (MiniLM, runs anywhere) or "paper" (roberta-large L17,
+            idf, rescaled; needs the checkpoint in the Hugging Face cache).
+        device: torch device of the BERTScore model.
+        cache_dir: folder of the reference-embedding cache (default: <milannotations cache>/scoring-cache).
+        n_boot: bootstrap resamples for the 95% intervals.
+        seed: bootstrap seed.
+        model_path: replace the configuration's model by a local folder (then named in the signature).
+        batch_size: sentences per forward pass.
+        progress: show tqdm bars while embedding and ranking.
+    """
+
+    def __init__(
+        self,
+        scorer: str = "offline",
+        device: str = "cpu",
+        cache_dir: str | os.PathLike | None = None,
+        n_boot: int = 1000,
+        seed: int = 0,
+        *,
+        model_path: str | os.PathLike | None = None,
+        batch_size: int = 64,
+        progress: bool = False,
+    ):
+        self.config = resolve_config(scorer, model_path)
+        self.encoder = TokenEncoder(self.config, device=device, batch_size=batch_size)
+        if cache_dir is None:
+            from milannotations.load import default_root
+
+            cache_dir = default_root() / "scoring-cache"
+        self.cache = EmbeddingCache(cache_dir)
+        self.n_boot = n_boot
+        self.seed = seed
+        self.progress = progress
+        self._baseline = read_baseline(self.config.baseline, self.config.num_layers) if self.config.rescale else None
+
+    # ----------------------------------------------------------------- signatures
+    @property
+    def bertscore_signature(self) -> str:
+        return self.config.signature
+
+    def signatures(self, n_refs: int) -> dict[str, str]:
+        """The signature of every metric for `n_refs` references per unit."""
+        bert = self.config.signature
+        return {
+            "bertscore_f1": bert,
+            "bleu": bleu_signature(n_refs),
+            "rouge_l": ROUGE_SIGNATURE,
+            "cider": CIDER_SIGNATURE,
+            "retrieval_top1": SIGNATURE_TEMPLATE.format(kind="top1", bert=bert),
+            "retrieval_mrr": SIGNATURE_TEMPLATE.format(kind="mrr", bert=bert),
+        }
+
+    # ----------------------------------------------------------------- embeddings
+    def reference_embeddings(self, flat_refs: list[str], revision: str | None) -> list[Embedded]:
+        """Token embeddings of the (normalised) reference sentences, from the disk cache when possible.
+
+        Without a revision nothing is written to disk (the in-process memo still avoids re-embedding).
+        """
+        if revision is None:
+            return self.encoder.encode(flat_refs, progress=self.progress)
+        key = entry_key(self.config.embed_signature, str(revision), flat_refs)
+        items = self.cache.load(key, flat_refs)
+        if items is not None:
+            self.encoder.remember(flat_refs, items)
+            return items
+        items = self.encoder.encode(flat_refs, progress=self.progress)
+        self.cache.save(
+            key, flat_refs, items, {"embed_signature": self.config.embed_signature, "revision": str(revision)}
+        )
+        return items
+
+    def _weights(self, ref_items: Sequence[Embedded]) -> TokenWeights:
+        special = self.encoder.special_ids()
+        return TokenWeights([ids for ids, _ in ref_items] if self.config.idf else None, special)
+
+    # ----------------------------------------------------------------- core
+    def _parts(
+        self, preds: list[str], refs: list[list[str]], ref_items: list[list[Embedded]], weights: TokenWeights
+    ) -> _Parts:
+        n = len(preds)
+        offsets = np.cumsum([0] + [len(r) for r in refs])
+        flat_items = [item for unit in ref_items for item in unit]
+        cand_items = self.encoder.encode(preds, progress=self.progress)
+
+        pairs = [(i, j) for i in range(n) for j in range(offsets[i], offsets[i + 1])]
+        prf = np.maximum.reduceat(greedy_pairs(cand_items, flat_items, weights, pairs), offsets[:-1], axis=0)
+        if self._baseline is not None:
+            prf = (prf - self._baseline) / (1 - self._baseline)
+
+        unique = list(dict.fromkeys(preds))  # identical predictions share one similarity row (exact ties)
+        row = {p: k for k, p in enumerate(unique)}
+        pair_f = greedy_matrix(
+            [cand_items[preds.index(p)] for p in unique], flat_items, weights, progress=self.progress
+        )[[row[p] for p in preds]]
+        top1, rr = retrieval_per_unit(unit_similarity(pair_f, offsets))
+
+        stats = bleu_stats(preds, refs)
+        return _Parts(
+            per_unit={
+                "bertscore_f1": prf[:, 2],
+                "rouge_l": np.asarray(rouge_l_per_unit(preds, refs)),
+                "cider": np.asarray(cider_d_per_unit(preds, refs)),
+                "retrieval_top1": top1,
+                "retrieval_mrr": rr,
+            },
+            bleu=corpus_bleu(preds, refs),
+            bleu_stats=stats,
+        )
+
+    def _package(self, parts: list[_Parts], signatures: dict[str, str]) -> dict[str, MetricScore]:
+        """Average per-unit values and BLEU over passes (one pass for `score`, one per annotator for `ceiling`)."""
+        n = len(parts[0].bleu_stats)
+        counts = resample_counts(n, self.n_boot, self.seed)
+        out: dict[str, MetricScore] = {}
+        for name in METRIC_NAMES:
+            if name == "bleu":
+                value = float(np.mean([p.bleu for p in parts]))
+                reps = np.mean([bleu_from_stats(counts @ p.bleu_stats) for p in parts], axis=0)
+                out[name] = MetricScore(value, percentile_ci(reps), signatures[name], None)
+            else:
+                per_unit = np.mean([p.per_unit[name] for p in parts], axis=0)
+                reps = counts @ per_unit / n
+                out[name] = MetricScore(float(per_unit.mean()), percentile_ci(reps), signatures[name], per_unit.tolist())
+        return out
+
+    def _prepare_refs(self, refs: list[list[str]], revision):
+        flat = [r for unit in refs for r in unit]
+        items = self.reference_embeddings(flat, revision)
+        weights = self._weights(items)
+        offsets = np.cumsum([0] + [len(r) for r in refs])
+        by_unit = [items[offsets[i] : offsets[i + 1]] for i in range(len(refs))]
+        return by_unit, weights
+
+    # ----------------------------------------------------------------- public
+    def score(
+        self, predictions: Sequence[str], references: Sequence[Sequence[str]], revision: str | None = None
+    ) -> dict[str, MetricScore]:
+        """All metrics of `predictions` (one per unit) against `references` (a list of strings per unit).
+
+        Both sides are normalised as in the paper (lowercase, strip '. '). BERTScore idf comes from all
+        references of this call, so scores depend on which units form the test set, as in the paper.
+        `revision` (the data fingerprint) keys the on-disk reference-embedding cache.
+        """
+        preds, refs = normalized_inputs(predictions, references)
+        reference_streams(refs)  # refuse ragged references before any model work
+        by_unit, weights = self._prepare_refs(refs, revision)
+        parts = self._parts(preds, refs, by_unit, weights)
+        return self._package([parts], self.signatures(len(refs[0])))
+
+    def ceiling(self, references: Sequence[Sequence[str]], revision: str | None = None) -> dict[str, MetricScore]:
+        """Human agreement: each annotator's description scored against the other annotators' (leave-one-out).
+
+        For annotator slot a = 0..k-1 the predictions are every unit's a-th description and the
+        references its other k-1 descriptions (retrieval ranks against those reduced sets too); values
+        are averaged over the k slots, per unit. The ceiling therefore uses k-1 = 2 references where a
+        method gets 3, which slightly favours methods on max-over-reference metrics. idf weights come
+        from all k references of every unit, the same weights a method is scored with.
+        """
+        validate([""] * len(references), references, min_refs=2)
+        _, refs = normalized_inputs([""] * len(references), references, min_refs=2)
+        k = len(reference_streams(refs))
+        by_unit, weights = self._prepare_refs(refs, revision)
+        parts = []
+        for a in range(k):
+            preds_a = [unit[a] for unit in refs]
+            refs_a = [unit[:a] + unit[a + 1 :] for unit in refs]
+            items_a = [unit[:a] + unit[a + 1 :] for unit in by_unit]
+            parts.append(self._parts(preds_a, refs_a, items_a, weights))
+        suffix = f"|ceiling:leave-one-out,annotators:{k}"
+        return self._package(parts, {m: s + suffix for m, s in self.signatures(k - 1).items()})
