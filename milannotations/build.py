@@ -1,0 +1,195 @@
+"""Original zips -> a hub-ready dataset folder (parquet + splits + card).
+
+`build(zip_dir, out, configs)` converts each `<zip_dir>/<config>.zip` with the
+original loader's semantics (`milannotations.original`): rows in order of
+first appearance in annotations.csv, units with fewer than 3 descriptions
+dropped, the first 3 kept, layer names as strings. Arrays are read
+memory-mapped and streamed unit by unit into `writer.write_config`, and the
+pages of each unit are released after it is encoded, so a 9 GB config
+converts in bounded memory.
+
+Atomicity: the whole run is all-or-nothing. Every config is extracted and
+written inside one staging folder beside `out`; only when all configs have
+converted are they renamed into `out` (config by config, each a rename) and the
+card regenerated. A failing run leaves `out` exactly as it was (and does not
+create it).
+"""
+from __future__ import annotations
+
+import mmap
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+import numpy as np
+
+from .errors import MilanError
+from .fsutil import replace_path, staging_dir
+from .imagejoin import NOT_SHIPPED, ImageSource, open_sources
+from .original import OriginalRelease, open_release, safe_extract
+from .schema import REAL_CONFIGS, RealConfig, unit_id
+from .splits import assign_splits
+from .writer import ConfigMeta, UnitRow, write_config
+
+DINO_ERRATA = (
+    "Released before the upstream fix of 2023-06-28 (neuron-descriptions PR #25): spatialize_vit_mlp dropped "
+    "the last token instead of CLS, so every activation map is shifted one 8-pixel patch later in raster order "
+    "(one cell right, wrapping at row ends; cell 0 holds the CLS activation, the last patch is lost), and top-k "
+    "membership and thresholds may differ slightly. Annotators described these shifted masks, so they are "
+    "shipped as released, not corrected."
+)
+
+
+def _release_pages(arr: np.ndarray, index: int) -> None:
+    """Drop the pages of `arr[index]` from this process's resident set (they stay in the page cache).
+
+    Reading a memory-mapped array touches its pages, which then count as
+    resident until unmapped; releasing each unit after use keeps peak RSS at
+    one unit instead of the whole file. Best effort: a no-op where madvise or
+    the private numpy attribute is unavailable.
+    """
+    mm = getattr(arr, "_mmap", None)
+    if mm is None or not hasattr(mm, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    try:
+        base = getattr(arr, "_milan_base", None)
+        if base is None:
+            base = np.frombuffer(mm, np.uint8).ctypes.data
+            arr._milan_base = base
+        item = arr[index]
+        start = item.ctypes.data - base
+        end = start + item.nbytes
+        start -= start % mmap.PAGESIZE
+        mm.madvise(mmap.MADV_DONTNEED, start, end - start)
+    except (AttributeError, ValueError, OSError):
+        return
+
+
+def _read_unit(arr: np.ndarray, index: int) -> np.ndarray:
+    out = np.array(arr[index])
+    _release_pages(arr, index)
+    return out
+
+
+def find_zips(zip_dir: Path, configs: Sequence[str] | None) -> dict[str, Path]:
+    """The zips to convert: the named configs (each must exist) or every known config present."""
+    zip_dir = Path(zip_dir)
+    if not zip_dir.is_dir():
+        raise MilanError(f"--zip-dir {zip_dir}: not a folder; run `milannotations download --out {zip_dir}`")
+    if configs:
+        unknown = [c for c in configs if c not in REAL_CONFIGS]
+        if unknown:
+            raise MilanError(f"unknown config(s) {', '.join(unknown)}; known: {', '.join(REAL_CONFIGS)}")
+        missing = [c for c in configs if not (zip_dir / f"{c}.zip").is_file()]
+        if missing:
+            raise MilanError(f"{zip_dir}: missing {', '.join(f'{c}.zip' for c in missing)}; "
+                             "run `milannotations download " + " ".join(missing) + f" --out {zip_dir}`")
+        return {c: zip_dir / f"{c}.zip" for c in dict.fromkeys(configs)}
+    found = {c: zip_dir / f"{c}.zip" for c in REAL_CONFIGS if (zip_dir / f"{c}.zip").is_file()}
+    if not found:
+        raise MilanError(f"{zip_dir}: no original zips ({', '.join(REAL_CONFIGS)}.zip); "
+                         "run `milannotations download`")
+    return found
+
+
+def _image_plan(release: OriginalRelease, real: RealConfig, sources: Mapping[str, ImageSource]) -> tuple[str, ImageSource | None]:
+    """Where each config's pixels come from, as (provenance note, source to join from or None)."""
+    status = release.images_status()
+    src = sources.get(real.dataset)
+    if status == "all":
+        return "shipped", None
+    if src is not None:
+        note = src.note if status == "none" else f"shipped for some layers, others {src.note}"
+        return note, src
+    if status == "none" and not real.ships_images:
+        return NOT_SHIPPED, None
+    layer = next(n for n, lf in release.layers.items() if lf.images is None)
+    raise MilanError(f"{release.zip_label}: {layer}/images.npy is missing (layer {layer!r}); this config ships "
+                     f"images in every layer, or pass --{real.dataset} DIR to join them from local files")
+
+
+def _rows(release: OriginalRelease, config: str, src: ImageSource | None) -> Iterator[UnitRow]:
+    for u in release.units:
+        lf = release.layers[u.layer]
+        where = f"{release.zip_label}: {u.layer}/masks.npy, unit {u.unit}"
+        masks = _read_unit(lf.masks, u.unit)
+        if masks.dtype != np.bool_ and masks.size and masks.max() > 1:
+            raise MilanError(f"{where}: mask values must be 0 or 1, found {int(masks.max())}")
+        ids = lf.ids[u.unit].tolist()
+        if lf.images is not None:
+            images = _read_unit(lf.images, u.unit)
+        elif src is not None:
+            images = src.unit_images(ids, lf.size, f"{release.zip_label}: {u.layer}/ids.csv, unit {u.unit}")
+        else:
+            images = None
+        yield UnitRow(layer=u.layer, unit=u.unit, images=images, masks=masks.astype(bool), image_ids=ids,
+                      annotations=list(u.annotations))
+
+
+def build_config(zip_path: Path, out: Path, real: RealConfig, sources: Mapping[str, ImageSource] | None = None,
+                 *, progress: bool = True) -> Path:
+    """Convert one original zip into `out` (written atomically by the writer); returns its data folder."""
+    from .download import sha256_file
+
+    zip_path, out = Path(zip_path), Path(out)
+    sources = sources or {}
+    digest, size = sha256_file(zip_path)
+    with staging_dir(out, prefix=f".extract-{real.name}-") as tmp:
+        safe_extract(zip_path, tmp)
+        release = open_release(tmp, zip_path.name)
+        if not release.units:
+            raise MilanError(f"{zip_path.name}: annotations.csv keeps no unit (none has 3 descriptions)")
+        note, src = _image_plan(release, real, sources)
+        if src is not None:
+            for u in release.units:
+                lf = release.layers[u.layer]
+                if lf.images is None:
+                    src.check_ids(lf.ids[u.unit].tolist(), f"{zip_path.name}: {u.layer}/ids.csv, unit {u.unit}")
+        uids = [unit_id(real.name, u.layer, u.unit) for u in release.units]
+        provenance = {
+            "source": zip_path.name,
+            "url": real.url,
+            "zip_sha256": digest,
+            "zip_bytes": size,
+            "images": note,
+            "unannotated": False,
+            "annotation_count": 3,
+            "units_in_zip": sum(lf.n_units for lf in release.layers.values()),
+            "units_kept": len(release.units),
+            "row_order": "first appearance in annotations.csv (original loader)",
+        }
+        if real.name == "dino_vits8-imagenet":
+            provenance["errata"] = DINO_ERRATA
+        meta = ConfigMeta(
+            config=real.name, model=real.model, dataset=real.dataset,
+            description=f"{real.model} trained on {real.dataset} ({real.task}); human descriptions from "
+                        "MILANNOTATIONS (Hernandez et al., ICLR 2022)",
+            provenance=provenance)
+        return write_config(out, meta, _rows(release, real.name, src), assign_splits(uids),
+                            progress=progress, total=len(uids))
+
+
+def build(zip_dir: str | Path, out: str | Path, configs: Sequence[str] | None = None, *,
+          imagenet: str | Path | None = None, places365: str | Path | None = None,
+          legacy_resize: bool = False, progress: bool = True) -> list[str]:
+    """Convert original zips into the dataset folder `out`, all or nothing; returns the configs built.
+
+    Configs already in `out` that are not rebuilt are kept; rebuilt ones are replaced.
+    """
+    from .card import write_card
+
+    out = Path(out)
+    if out.name == "milannotations.py" or (out / "milannotations.py").exists():
+        raise MilanError(f"{out}: contains milannotations.py, which would make datasets treat the folder as a script")
+    zips = find_zips(Path(zip_dir), configs)
+    sources = open_sources({"imagenet": imagenet, "places365": places365}, legacy_resize)
+    with staging_dir(out.parent if out.parent != out else Path("."), prefix=f".build-{out.name}-") as stage:
+        for config, path in zips.items():
+            build_config(path, stage, REAL_CONFIGS[config], sources, progress=progress)
+        for sub in ("data", "splits", "meta"):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+        for config in zips:
+            replace_path(stage / "data" / config, out / "data" / config)
+            replace_path(stage / "splits" / f"{config}.json", out / "splits" / f"{config}.json")
+            replace_path(stage / "meta" / f"{config}.json", out / "meta" / f"{config}.json")
+    write_card(out)
+    return list(zips)

@@ -1,0 +1,28 @@
+"""`milannotations build`: convert original zips into a hub-ready dataset folder (all or nothing)."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub) -> None:
+    p = sub.add_parser("build", help="convert original zips into a Hugging Face dataset folder",
+                       description=__doc__)
+    p.add_argument("configs", nargs="*", metavar="CONFIG", help="configs to build (default: every zip found)")
+    p.add_argument("--zip-dir", required=True, help="folder holding <config>.zip (see `milannotations download`)")
+    p.add_argument("--out", required=True, help="dataset folder to write (name it `milannotations` to load it "
+                                                "with load_dataset(\"milannotations\", ...) from its parent)")
+    p.add_argument("--imagenet", help="ImageNet val ImageFolder (<wnid>/<image>) to join pixels from")
+    p.add_argument("--places365", help="Places365 val ImageFolder, for zips lacking images.npy")
+    p.add_argument("--legacy-resize", action="store_true",
+                   help="join with the original merge's Resize((224,224)) squash (misaligned; for comparison)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..build import build
+
+    built = build(args.zip_dir, args.out, args.configs or None, imagenet=args.imagenet,
+                  places365=args.places365, legacy_resize=args.legacy_resize, progress=not args.no_progress)
+    print(f"built {', '.join(built)} into {args.out}")
+    return 0

@@ -1,0 +1,28 @@
+"""`milannotations join --imagenet DIR --out DIR`: add ImageNet pixels to configs built without them."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub) -> None:
+    p = sub.add_parser("join", help="add locally held source images to a built folder", description=__doc__)
+    p.add_argument("configs", nargs="*", metavar="CONFIG", help="configs to join (default: every one needing it)")
+    p.add_argument("--out", required=True, help="the built dataset folder to update in place")
+    p.add_argument("--imagenet", help="ImageNet val ImageFolder (<wnid>/<image>)")
+    p.add_argument("--places365", help="Places365 val ImageFolder")
+    p.add_argument("--legacy-resize", action="store_true",
+                   help="the original merge's Resize((224,224)) squash (misaligned; for comparison)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import MilanError
+    from ..imagejoin import join_folder, open_sources
+
+    sources = open_sources({"imagenet": args.imagenet, "places365": args.places365}, args.legacy_resize)
+    if not sources:
+        raise MilanError("pass --imagenet DIR (or --places365 DIR): the local validation ImageFolder to join from")
+    done = join_folder(args.out, sources, args.configs or None, progress=not args.no_progress)
+    print(f"joined images into {', '.join(done)} under {args.out}")
+    return 0

@@ -1,0 +1,207 @@
+"""Original-format zips -> built folder: the original loader's semantics, exact pixels, refusals."""
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+
+import milannotations as mn
+from milannotations.build import DINO_ERRATA, build
+from milannotations.cli import main as cli
+from milannotations.download import sha256_file
+from milannotations.units import UnitSet, to_exemplars
+from tests.original_format import LayerSpec, make_original_zip, npy_bytes, original_samples, rewrite_zip
+
+# resnet152-places365: digit-named layers ("0", "4", "10" sorts before "4" as a string), images shipped,
+# units with 2 (dropped), 4 (cut to 3) and 0 descriptions, CSV rows not sorted.
+PLACES_LAYERS = [LayerSpec("0", 5, k=4, height=16, width=16), LayerSpec("4", 6, k=3, height=20, width=20),
+                 LayerSpec("10", 3, k=5, height=16, width=16)]
+PLACES_COUNTS = {("0", 1): 2, ("4", 2): 4, ("10", 0): 0, ("4", 5): 5}
+# alexnet-imagenet: no images.npy anywhere (ImageNet pixels never ship).
+IMAGENET_LAYERS = [LayerSpec("conv1", 4, k=3, height=16, width=16, images=False),
+                   LayerSpec("conv2", 3, k=3, height=16, width=16, images=False)]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("build")
+    zips = tmp / "zips"
+    places = make_original_zip(zips / "resnet152-places365.zip", PLACES_LAYERS, descriptions=PLACES_COUNTS, seed=1)
+    imagenet = make_original_zip(zips / "alexnet-imagenet.zip", IMAGENET_LAYERS,
+                                 descriptions={("conv1", 3): 1}, seed=2)
+    out = tmp / "milannotations"
+    assert cli(["build", "--zip-dir", str(zips), "--out", str(out), "--no-progress"]) == 0
+    return out, {"resnet152-places365": places, "alexnet-imagenet": imagenet}
+
+
+@pytest.mark.parametrize("config", ["resnet152-places365", "alexnet-imagenet"])
+def test_rows_match_the_original_loader(built, config):
+    out, fixtures = built
+    fx = fixtures[config]
+    expected = original_samples(fx.path)
+    ds = datasets.load_dataset(str(out), config)
+    rows = {r["unit_id"]: r for s in ("train", "test") for r in ds[s]}
+    assert len(rows) == len(expected)
+    for s in expected:
+        row = rows.pop(f"{config}/{s.layer}/{s.unit}")
+        assert row["layer"] == s.layer and isinstance(row["layer"], str)
+        assert row["unit"] == s.unit
+        assert tuple(row["annotations"]) == s.annotations
+        assert row["image_ids"] == s.ids
+        ex = to_exemplars(row)
+        assert np.array_equal(ex.masks.numpy(), s.masks.astype(bool))
+        if s.images is None:
+            assert ex.images.shape[0] == 0
+        else:
+            assert np.array_equal(ex.images.numpy(), s.images)
+    assert not rows
+
+
+def test_semantics_drop_cut_digits_and_order(built):
+    out, fixtures = built
+    ds = mn.load("resnet152-places365", root=out)
+    ids = set(ds["train"]["unit_id"]) | set(ds["test"]["unit_id"])
+    assert "resnet152-places365/0/1" not in ids  # 2 descriptions: dropped
+    assert "resnet152-places365/10/0" not in ids  # none
+    assert len(ids) == 5 + 6 + 3 - 2
+    by_id = {r["unit_id"]: r for s in ("train", "test") for r in ds[s]}
+    four = [t for (l, u, t) in fixtures["resnet152-places365"].rows if (l, u) == ("4", 2)]
+    assert len(four) == 4 and by_id["resnet152-places365/4/2"]["annotations"] == four[:3]
+    # Within each split, stored order is the order of first appearance in annotations.csv.
+    first_seen = list(dict.fromkeys(f"resnet152-places365/{l}/{u}" for l, u, _ in fixtures["resnet152-places365"].rows))
+    for split in ("train", "test"):
+        stored = ds[split]["unit_id"]
+        assert stored == [u for u in first_seen if u in set(stored)]
+    splits = json.loads((out / "splits" / "resnet152-places365.json").read_text())
+    assert sorted(splits["test"]) == sorted(ds["test"]["unit_id"]) and len(splits["test"]) == 2
+
+
+def test_provenance_and_card(built):
+    out, fixtures = built
+    meta = json.loads((out / "meta" / "alexnet-imagenet.json").read_text())
+    prov = meta["provenance"]
+    assert prov["images"] == "not shipped: run milannotations join"
+    assert prov["zip_sha256"] == sha256_file(fixtures["alexnet-imagenet"].path)[0]
+    assert prov["source"] == "alexnet-imagenet.zip" and prov["unannotated"] is False
+    assert prov["units_in_zip"] == 7 and prov["units_kept"] == 6
+    assert json.loads((out / "meta" / "resnet152-places365.json").read_text())["provenance"]["images"] == "shipped"
+    card = (out / "README.md").read_text()
+    assert "config_name: alexnet-imagenet" in card and "config_name: resnet152-places365" in card
+
+
+def test_load_dataset_by_name_from_parent_folder(built, monkeypatch):
+    out, fixtures = built
+    assert not (out / "milannotations.py").exists()
+    monkeypatch.chdir(out.parent)
+    ds = datasets.load_dataset("milannotations", "resnet152-places365", split="test")
+    units = UnitSet(ds, annotated=True)
+    ref = {(s.layer, s.unit): s for s in original_samples(fixtures["resnet152-places365"].path)}
+    for u in units:
+        s = ref[(u.layer, u.unit)]
+        assert u.annotations == s.annotations
+        assert np.array_equal(u.masks.numpy(), s.masks.astype(bool))
+        assert np.array_equal(u.images.numpy(), s.images)
+
+
+def test_dino_carries_errata(tmp_path):
+    zips = tmp_path / "zips"
+    make_original_zip(zips / "dino_vits8-imagenet.zip",
+                      [LayerSpec("blocks.0.mlp.fc1", 3, k=3, height=16, width=16, images=False),
+                       LayerSpec("blocks.10.mlp.fc1", 3, k=3, height=16, width=16, images=False)])
+    build(zips, tmp_path / "out", progress=False)
+    prov = json.loads((tmp_path / "out" / "meta" / "dino_vits8-imagenet.json").read_text())["provenance"]
+    assert prov["errata"] == DINO_ERRATA and "one 8-pixel patch" in prov["errata"]
+
+
+# ---------------------------------------------------------------- bad input
+SMALL = [LayerSpec("conv1", 3, k=3, height=16, width=16), LayerSpec("conv2", 2, k=3, height=16, width=16)]
+
+
+def _corrupt_member(src: Path, dst: Path) -> None:
+    data = bytearray(src.read_bytes())
+    with zipfile.ZipFile(src) as zf:
+        info = zf.getinfo("conv1/masks.npy")
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    for i in range(start + 20, start + 40):
+        data[i] ^= 0xFF
+    dst.write_bytes(bytes(data))
+
+
+BAD = {
+    "truncated": (lambda s, d: d.write_bytes(s.read_bytes()[: len(s.read_bytes()) // 2]), ["alexnet-places365.zip", "truncated"]),
+    "corrupt-member": (_corrupt_member, ["alexnet-places365.zip", "conv1/masks.npy"]),
+    "zip-slip": (lambda s, d: rewrite_zip(s, d, add={"../evil.txt": b"x"}), ["../evil.txt", "escapes"]),
+    "absolute-member": (lambda s, d: rewrite_zip(s, d, add={"/tmp/evil.txt": b"x"}), ["/tmp/evil.txt"]),
+    "missing-layer-file": (lambda s, d: rewrite_zip(s, d, replace={"conv2/masks.npy": None}), ["conv2/masks.npy", "missing"]),
+    "missing-images-where-shipped": (lambda s, d: rewrite_zip(s, d, replace={"conv2/images.npy": None}),
+                                     ["conv2/images.npy", "missing"]),
+    "wrong-rank": (lambda s, d: rewrite_zip(s, d, replace={"conv1/masks.npy": npy_bytes(np.zeros((3, 3, 16, 16), np.uint8))}),
+                   ["conv1/masks.npy", "5-D"]),
+    "shape-disagree": (lambda s, d: rewrite_zip(s, d, replace={"conv1/images.npy": npy_bytes(np.zeros((3, 3, 3, 8, 8), np.uint8))}),
+                       ["conv1", "height/width"]),
+    "ids-shape": (lambda s, d: rewrite_zip(s, d, replace={"conv2/ids.csv": b"1,2,3\n"}), ["conv2/ids.csv", "units"]),
+    "pickled-npy": (lambda s, d: rewrite_zip(s, d, replace={"conv1/masks.npy": npy_bytes(np.array([{"a": 1}], dtype=object))}),
+                    ["conv1/masks.npy"]),
+    "mask-values": (lambda s, d: rewrite_zip(s, d, replace={"conv1/masks.npy": npy_bytes(np.full((3, 3, 1, 16, 16), 7, np.uint8))}),
+                    ["conv1/masks.npy", "unit"]),
+    "missing-column": (lambda s, d: rewrite_zip(s, d, replace={"annotations.csv": b"layer,unit,text\nconv1,0,a\n"}),
+                       ["annotations.csv", "summary"]),
+    "unknown-layer": (lambda s, d: rewrite_zip(s, d, replace={"annotations.csv": b"layer,unit,summary\nconv9,0,a\n"}),
+                      ["annotations.csv", "'conv9'"]),
+    "unknown-unit": (lambda s, d: rewrite_zip(s, d, replace={"annotations.csv": b"layer,unit,summary\nconv2,0,a\nconv2,0,b\nconv2,0,c\nconv2,7,a\n"}),
+                     ["annotations.csv", "unit 7", "'conv2'"]),
+    "undecodable-text": (lambda s, d: rewrite_zip(s, d, replace={"annotations.csv": "layer,unit,summary\nconv1,0,caf\u00e9\n".encode("latin-1")}),
+                         ["annotations.csv", "line 2", "UTF-8"]),
+}
+
+
+@pytest.fixture(scope="module")
+def good_zip(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("good")
+    return make_original_zip(tmp / "alexnet-places365.zip", SMALL).path
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_is_refused_and_leaves_nothing(case, good_zip, tmp_path, capsys):
+    make, needles = BAD[case]
+    zips = tmp_path / "zips"
+    zips.mkdir()
+    make(good_zip, zips / "alexnet-places365.zip")
+    out = tmp_path / "out"
+    rc = cli(["build", "--zip-dir", str(zips), "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    for needle in needles:
+        assert needle in err, (needle, err)
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["zips"]  # no staging left behind
+    assert not (tmp_path.parent / "evil.txt").exists() and not Path("/tmp/evil.txt").exists()
+
+
+def test_multi_config_build_is_all_or_nothing(good_zip, tmp_path, capsys):
+    zips = tmp_path / "zips"
+    zips.mkdir()
+    (zips / "alexnet-imagenet.zip").write_bytes(good_zip.read_bytes())  # fine (images shipped anyway)
+    rewrite_zip(good_zip, zips / "alexnet-places365.zip", replace={"conv2/ids.csv": b"1,2\n4,5\n"})
+    out = tmp_path / "out"
+    # a previous good build of another config must survive a failing run untouched
+    build(zips, out, ["alexnet-imagenet"], progress=False)
+    before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    rc = cli(["build", "--zip-dir", str(zips), "--out", str(out), "--no-progress",
+              "alexnet-imagenet", "alexnet-places365"])
+    assert rc == 2 and "conv2/ids.csv" in capsys.readouterr().err
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
+
+
+def test_missing_zip_and_unknown_config(tmp_path, capsys):
+    (tmp_path / "zips").mkdir()
+    assert cli(["build", "--zip-dir", str(tmp_path / "zips"), "--out", str(tmp_path / "o"), "alexnet-imagenet"]) == 2
+    assert "alexnet-imagenet.zip" in capsys.readouterr().err
+    assert cli(["build", "--zip-dir", str(tmp_path / "zips"), "--out", str(tmp_path / "o"), "vgg-nothing"]) == 2
+    assert "unknown config" in capsys.readouterr().err
