@@ -134,7 +134,8 @@ class TokenEncoder:
         self._tokenizer = None
         self._model = None
 
-    def _load(self) -> None:
+    def load(self) -> None:
+        """Load tokenizer and model now (MilanError naming what to download when they are missing)."""
         if self._model is not None:
             return
         from bert_score.utils import get_model, get_tokenizer
@@ -157,7 +158,7 @@ class TokenEncoder:
 
     @property
     def tokenizer(self):
-        self._load()
+        self.load()
         return self._tokenizer
 
     def special_ids(self) -> set[int]:
@@ -168,6 +169,9 @@ class TokenEncoder:
         """bert_score's own tokenisation (`sent_encode`: strip, special tokens, prefix space for RoBERTa)."""
         from bert_score.utils import sent_encode
 
+        if not sentence.strip():
+            # bert_score calls build_inputs_with_special_tokens([]), gone in transformers 5: same tokens
+            return [i for i in (self.tokenizer.cls_token_id, self.tokenizer.sep_token_id) if i is not None]
         return sent_encode(self.tokenizer, sentence)
 
     def remember(self, sentences: Sequence[str], items: Sequence[Embedded]) -> None:
@@ -179,7 +183,7 @@ class TokenEncoder:
         """Embeddings of `sentences`; only those never seen before reach the model, in length-sorted batches."""
         missing = sorted({s for s in sentences if s not in self._memo}, key=lambda s: len(s.split(" ")), reverse=True)
         if missing:
-            self._load()
+            self.load()
             pad = self._tokenizer.pad_token_id
             batches = range(0, len(missing), self.batch_size)
             if progress and len(batches) > 1:

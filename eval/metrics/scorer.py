@@ -85,6 +85,7 @@ class Scorer:
         self.seed = seed
         self.progress = progress
         self._baseline = read_baseline(self.config.baseline, self.config.num_layers) if self.config.rescale else None
+        self.encoder.load()  # fail now, before any describer runs, if the model is missing
 
     # ----------------------------------------------------------------- signatures
     @property
@@ -135,10 +136,7 @@ class Scorer:
         flat_items = [item for unit in ref_items for item in unit]
         cand_items = self.encoder.encode(preds, progress=self.progress)
 
-        pairs = [(i, j) for i in range(n) for j in range(offsets[i], offsets[i + 1])]
-        prf = np.maximum.reduceat(greedy_pairs(cand_items, flat_items, weights, pairs), offsets[:-1], axis=0)
-        if self._baseline is not None:
-            prf = (prf - self._baseline) / (1 - self._baseline)
+        prf = self._unit_prf(cand_items, flat_items, offsets, weights)
 
         unique = list(dict.fromkeys(preds))  # identical predictions share one similarity row (exact ties)
         row = {p: k for k, p in enumerate(unique)}
@@ -159,6 +157,15 @@ class Scorer:
             bleu=corpus_bleu(preds, refs),
             bleu_stats=stats,
         )
+
+    def _unit_prf(self, cand_items, flat_items, offsets, weights) -> np.ndarray:
+        """Per unit (P, R, F): each the max over the unit's references, then rescaled if configured."""
+        n = len(cand_items)
+        pairs = [(i, j) for i in range(n) for j in range(offsets[i], offsets[i + 1])]
+        prf = np.maximum.reduceat(greedy_pairs(cand_items, flat_items, weights, pairs), offsets[:-1], axis=0)
+        if self._baseline is not None:
+            prf = (prf - self._baseline) / (1 - self._baseline)
+        return prf
 
     def _package(self, parts: list[_Parts], signatures: dict[str, str]) -> dict[str, MetricScore]:
         """Average per-unit values and BLEU over passes (one pass for `score`, one per annotator for `ceiling`)."""
@@ -199,6 +206,21 @@ class Scorer:
         by_unit, weights = self._prepare_refs(refs, revision)
         parts = self._parts(preds, refs, by_unit, weights)
         return self._package([parts], self.signatures(len(refs[0])))
+
+    def bertscore(
+        self, predictions: Sequence[str], references: Sequence[Sequence[str]], revision: str | None = None
+    ) -> dict[str, np.ndarray | str]:
+        """BERTScore alone: per-unit `precision`, `recall`, `f1` arrays and the `signature` (no bootstrap).
+
+        The same computation as the `bertscore_f1` entry of `score`, for callers (the `evaluate` module,
+        the benchmark) that need only this metric. Reference counts may differ between units here.
+        """
+        preds, refs = normalized_inputs(predictions, references)
+        by_unit, weights = self._prepare_refs(refs, revision)
+        offsets = np.cumsum([0] + [len(r) for r in refs])
+        cand_items = self.encoder.encode(preds, progress=self.progress)
+        prf = self._unit_prf(cand_items, [it for unit in by_unit for it in unit], offsets, weights)
+        return {"precision": prf[:, 0], "recall": prf[:, 1], "f1": prf[:, 2], "signature": self.config.signature}
 
     def ceiling(self, references: Sequence[Sequence[str]], revision: str | None = None) -> dict[str, MetricScore]:
         """Human agreement: each annotator's description scored against the other annotators' (leave-one-out).
