@@ -1,0 +1,96 @@
+"""MILAN's description decoder p(d | E): Show-Attend-Tell over a unit's exemplars.
+
+Where an image captioner attends over the grid cells of one image, MILAN
+attends over the k exemplar vectors of one unit: at each word the decoder
+asks which of the unit's top images best supports the next word. The
+doubly stochastic penalty pushes the attention, summed over the words of a
+description, towards one per exemplar, so no exemplar is ignored throughout.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """Sizes of the decoder; the defaults are the paper's."""
+
+    vocab_size: int
+    feature_size: int
+    embedding_size: int = 128
+    hidden_size: int = 512
+    attention_size: int | None = None  # None: min(hidden_size, feature_size)
+    dropout: float = 0.5
+    length: int = 15  # maximum tokens per description, <stop> included
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class AdditiveAttention(nn.Module):
+    """Bahdanau attention: softmax_j w . tanh(W_q h + W_k e_j) over the exemplars."""
+
+    def __init__(self, query_size: int, key_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.query = nn.Linear(query_size, hidden_size)
+        self.key = nn.Linear(key_size, hidden_size)
+        self.score = nn.Linear(hidden_size, 1)
+
+    def forward(self, query: torch.Tensor, projected_keys: torch.Tensor) -> torch.Tensor:
+        """query (B, Hq), projected_keys = self.key(keys) (B, k, A) -> weights (B, k)."""
+        hidden = torch.tanh(self.query(query).unsqueeze(1) + projected_keys)
+        return torch.softmax(self.score(hidden).squeeze(-1), dim=-1)
+
+
+class ShowAttendTell(nn.Module):
+    """The decoder. `step` advances one word; `forward` is teacher forcing for training."""
+
+    def __init__(self, config: DecoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        d, h = config.feature_size, config.hidden_size
+        a = config.attention_size or min(h, d)
+        self.init_h = nn.Linear(d, h)
+        self.init_c = nn.Linear(d, h)
+        self.embedding = nn.Embedding(config.vocab_size, config.embedding_size)
+        self.attention = AdditiveAttention(h, d, a)
+        self.gate = nn.Linear(h, d)
+        self.cell = nn.LSTMCell(config.embedding_size + d, h)
+        self.dropout = nn.Dropout(config.dropout)
+        self.out = nn.Linear(h, config.vocab_size)
+
+    def start(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, k, D) features -> initial (h, c) from their mean, and the projected attention keys."""
+        mean = features.mean(dim=1)
+        return torch.tanh(self.init_h(mean)), torch.tanh(self.init_c(mean)), self.attention.key(features)
+
+    def step(self, features: torch.Tensor, keys: torch.Tensor, tokens: torch.Tensor,
+             h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One word: previous tokens (B,) -> (log-probs (B, V), attention (B, k), h, c).
+
+        Attention and gate read the previous hidden state; the output reads the new one.
+        """
+        alpha = self.attention(h, keys)
+        context = torch.sigmoid(self.gate(h)) * torch.bmm(alpha.unsqueeze(1), features).squeeze(1)
+        h, c = self.cell(torch.cat([self.embedding(tokens), context], dim=-1), (h, c))
+        return F.log_softmax(self.out(self.dropout(h)), dim=-1), alpha, h, c
+
+    def forward(self, features: torch.Tensor, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher forcing: inputs (B, T) starting with <start> -> log-probs (B, T, V), attention (B, T, k)."""
+        h, c, keys = self.start(features)
+        logps, alphas = [], []
+        for t in range(inputs.shape[1]):
+            logp, alpha, h, c = self.step(features, keys, inputs[:, t], h, c)
+            logps.append(logp)
+            alphas.append(alpha)
+        return torch.stack(logps, dim=1), torch.stack(alphas, dim=1)
+
+
+def attention_penalty(alphas: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Doubly stochastic regulariser mean_{b,j} (1 - sum_t alpha_{b,t,j})^2 over real (non-pad) steps."""
+    total = (alphas * valid.unsqueeze(-1).to(alphas.dtype)).sum(dim=1)
+    return ((1.0 - total) ** 2).mean()

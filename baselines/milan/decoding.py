@@ -1,0 +1,130 @@
+"""Turning p(d | E) into one description: greedy, beam search, and the paper's PMI rerank.
+
+All three work on a batch of units at once. Beam search keeps an (N, beam)
+grid of hypotheses and advances every unit's beam with one decoder step, so
+describing N units costs `length` batched steps rather than N * length.
+Selection is per unit (top-k within each unit's own row), so batching never
+changes a unit's result.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .decoder import ShowAttendTell
+from .lm import LanguageModel
+from .vocab import Vocab
+
+STRATEGIES = ("greedy", "beam", "rerank")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A decoded description: word ids (no specials), summed log p(d | E), and whether it ended in <stop>."""
+
+    ids: tuple[int, ...]
+    score: float
+    finished: bool
+
+
+@torch.no_grad()
+def greedy(decoder: ShowAttendTell, features: torch.Tensor, vocab: Vocab, length: int) -> list[Candidate]:
+    """The most likely word at each step (the paper's no-PMI ablation, "p(d|E)")."""
+    decoder.eval()
+    n = features.shape[0]
+    h, c, keys = decoder.start(features)
+    tokens = torch.full((n,), vocab.start, dtype=torch.long)
+    finished = torch.zeros(n, dtype=torch.bool)
+    scores = torch.zeros(n)
+    steps = []
+    for _ in range(length):
+        logp, _, h, c = decoder.step(features, keys, tokens, h, c)
+        best, tokens = logp.max(dim=-1)
+        scores += torch.where(finished, torch.zeros_like(best), best)
+        steps.append(torch.where(finished, torch.full_like(tokens, vocab.stop), tokens))
+        finished |= tokens == vocab.stop
+        if bool(finished.all()):
+            break
+    out = torch.stack(steps, dim=1)
+    return [_candidate(row, float(s), vocab) for row, s in zip(out.tolist(), scores.tolist())]
+
+
+def _candidate(row: list[int], score: float, vocab: Vocab) -> Candidate:
+    if vocab.stop in row:
+        return Candidate(tuple(row[: row.index(vocab.stop)]), score, True)
+    return Candidate(tuple(row), score, False)
+
+
+@torch.no_grad()
+def beam_search(decoder: ShowAttendTell, features: torch.Tensor, vocab: Vocab, length: int,
+                beam: int) -> list[list[Candidate]]:
+    """Per unit, up to `beam` hypotheses sorted by summed log p(d | E), best first.
+
+    No length normalisation; a finished hypothesis continues only with <stop>
+    at log-prob 0, so it keeps its score and competes with unfinished ones
+    (the behaviour of the beam search the paper used). Hypotheses unfinished
+    after `length` steps are returned as they are.
+    """
+    decoder.eval()
+    n, k, d = features.shape
+    vocab_size = len(vocab)
+    h, c, keys = decoder.start(features)
+    rep = lambda x: x.repeat_interleave(beam, dim=0)  # noqa: E731
+    feats, keys, h, c = rep(features), rep(keys), rep(h), rep(c)
+    scores = torch.full((n, beam), float("-inf"))
+    scores[:, 0] = 0.0  # one live hypothesis per unit at the start
+    tokens = torch.full((n * beam,), vocab.start, dtype=torch.long)
+    history = torch.zeros((n, beam, 0), dtype=torch.long)
+    finished = torch.zeros((n, beam), dtype=torch.bool)
+    only_stop = torch.full((vocab_size,), float("-inf"))
+    only_stop[vocab.stop] = 0.0
+    offsets = (torch.arange(n) * beam).unsqueeze(1)
+    for t in range(length):
+        logp, _, h, c = decoder.step(feats, keys, tokens, h, c)
+        logp = torch.where(finished.unsqueeze(-1), only_stop, logp.view(n, beam, vocab_size))
+        top, flat = (scores.unsqueeze(-1) + logp).view(n, -1).topk(beam, dim=-1)
+        src, word = flat // vocab_size, flat % vocab_size
+        scores = top
+        history = torch.cat([history.gather(1, src.unsqueeze(-1).expand(-1, -1, t)), word.unsqueeze(-1)], -1)
+        finished = finished.gather(1, src) | (word == vocab.stop)
+        rows = (src + offsets).view(-1)
+        h, c, tokens = h[rows], c[rows], word.view(-1)
+        if bool(finished.all()):
+            break
+    out: list[list[Candidate]] = []
+    for i in range(n):
+        cands = [_candidate(history[i, b].tolist(), float(scores[i, b]), vocab)
+                 for b in range(beam) if torch.isfinite(scores[i, b])]
+        out.append(cands)
+    return out
+
+
+def pmi_scores(candidates: list[Candidate], lm: LanguageModel, vocab: Vocab, lam: float) -> list[float]:
+    """log p(d | E) - lam * log p(d) for each candidate; p(d) includes the final <stop>."""
+    if not candidates:
+        return []
+    width = max(len(cand.ids) for cand in candidates) + 1
+    targets = torch.full((len(candidates), width), vocab.pad, dtype=torch.long)
+    for i, cand in enumerate(candidates):
+        ids = list(cand.ids) + ([vocab.stop] if cand.finished else [])
+        if ids:
+            targets[i, : len(ids)] = torch.tensor(ids)
+    lm.eval()
+    prior = lm.sequence_logp(targets, vocab.start, vocab.pad)
+    return [cand.score - lam * float(p) for cand, p in zip(candidates, prior)]
+
+
+def rerank(beams: list[list[Candidate]], lm: LanguageModel, vocab: Vocab, lam: float) -> list[Candidate]:
+    """The paper's decoding: the beam's candidate with the highest PMI-weighted score, per unit.
+
+    Ties keep beam order, so lam = 0 returns exactly the beam's best.
+    """
+    flat = [cand for cands in beams for cand in cands]
+    scores = pmi_scores(flat, lm, vocab, lam)
+    best, i = [], 0
+    for cands in beams:
+        s = scores[i: i + len(cands)]
+        best.append(cands[max(range(len(cands)), key=lambda j: (s[j], -j))])
+        i += len(cands)
+    return best

@@ -1,0 +1,165 @@
+"""`milan`: the describer of the paper behind the one describer contract.
+
+    d = create_describer("milan", strategy="rerank", beam=50, lam=0.2)
+    d.fit(train_units)           # encode exemplars, train LM and decoder
+    d.describe(test_units)       # -> list[str]
+
+With `checkpoint=` pointing at a saved folder (or a released `.pth`) it
+describes without training, and `fit` keeps the checkpoint unless
+`retrain=true`. `save=` writes the checkpoint after `fit`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from baselines.registry import register_describer
+from milannotations.contract import AnnotatedExemplars, DescriberMeta, Exemplars
+from milannotations.errors import MilanError
+
+from .backbones import Backbone, load_backbone
+from .checkpoint import load_checkpoint, save_checkpoint
+from .decoder import DecoderConfig
+from .decoding import STRATEGIES
+from .encoder import PyramidEncoder, stack_features
+from .lm import LMConfig
+from .model import MilanModel
+from .train import History, TrainConfig, fit_decoder, fit_lm
+from .vocab import build_vocab
+
+VERSION = "1"
+CITATION = ("Hernandez, Schwettmann, Bau, Bagashvili, Torralba, Andreas. Natural Language Descriptions of "
+            "Deep Visual Features. ICLR 2022. arXiv:2201.11114")
+
+
+def _default_cache() -> Path:
+    from milannotations.load import default_root
+
+    return default_root() / "features" / "milan"
+
+
+class _Sized:
+    """An iterator with a length and indexable peeks (for choosing the backbone) over a sequence."""
+
+    def __init__(self, it, n: int, seq: Sequence) -> None:
+        self._it, self._n, self._seq = it, n, seq
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __iter__(self):
+        return self._it
+
+    def __getitem__(self, i: int):
+        return self._seq[i]
+
+    @property
+    def configs(self):
+        return getattr(self._seq, "configs", None)
+
+
+@register_describer("milan")
+class MilanDescriber:
+    """MILAN: Show-Attend-Tell over pyramid-pooled exemplar features, PMI-reranked beam search."""
+
+    def __init__(self, strategy: str = "rerank", beam: int = 50, lam: float = 0.2, backbone: str | None = None,
+                 checkpoint: str | None = None, save: str | None = None, retrain: bool = False,
+                 epochs: int = 100, lm_epochs: int | None = None, patience: int = 4, seed: int = 0,
+                 device: str = "cpu", backbone_weights: str | None = None, cache: bool | str = True,
+                 hidden: int = 512, embedding: int = 128, batch_size: int = 64, progress: bool = True) -> None:
+        if strategy not in STRATEGIES:
+            raise MilanError(f"milan: strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
+        if int(beam) < 1:
+            raise MilanError(f"milan: beam must be >= 1, not {beam}")
+        self.strategy, self.beam, self.lam = strategy, int(beam), float(lam)
+        self.backbone_name = backbone
+        self.backbone_weights = backbone_weights
+        self.device, self.seed, self.progress = device, int(seed), progress
+        self.save_path, self.retrain = save, bool(retrain)
+        self.train_config = TrainConfig(max_epochs=int(epochs), lm_max_epochs=int(lm_epochs or epochs),
+                                        patience=int(patience), lm_patience=int(patience), seed=int(seed),
+                                        batch_size=int(batch_size))
+        self.hidden, self.embedding = int(hidden), int(embedding)
+        self.cache_dir = None if cache is False else (_default_cache() if cache is True else Path(str(cache)))
+        self.model: MilanModel | None = load_checkpoint(checkpoint) if checkpoint else None
+        self._encoder: PyramidEncoder | None = None
+        self.meta = self._meta()
+
+    def _meta(self) -> DescriberMeta:
+        trained = self.model.trained_on if self.model is not None else ()
+        return DescriberMeta(name="milan", version=VERSION, trained_on=tuple(trained), citation=CITATION,
+                             reference="https://github.com/evandez/neuron-descriptions", reproducible=True)
+
+    # --- encoding -------------------------------------------------------------------------------
+    def _backbone_for(self, units: Sequence[Exemplars]) -> str:
+        if self.model is not None:
+            return self.model.backbone
+        if self.backbone_name:
+            return self.backbone_name
+        from milannotations.synth.catalog import is_synth
+
+        configs = set(getattr(units, "configs", None) or (units[i].config for i in range(min(len(units), 8))))
+        return "synth" if configs and all(is_synth(c) for c in configs) else "resnet50"
+
+    def encoder(self, name: str) -> PyramidEncoder:
+        if self._encoder is None or self._encoder.backbone.name != name:
+            backbone: Backbone = load_backbone(name, device=self.device, weights=self.backbone_weights)
+            self._encoder = PyramidEncoder(backbone, device=self.device, cache_dir=self.cache_dir)
+        return self._encoder
+
+    def encode(self, units: Sequence[Exemplars]) -> torch.Tensor:
+        """(N, k, D) exemplar features of `units` with the model's backbone (units read once, streamed)."""
+        enc = self.encoder(self._backbone_for(units))
+        if self.model is not None and self.model.backbone_signature and \
+                self.model.backbone_signature != enc.backbone.signature:
+            raise MilanError(f"milan: checkpoint was trained on backbone {self.model.backbone_signature} but "
+                             f"{enc.backbone.signature} is loaded; its features would not match")
+        return stack_features(enc.encode_units(iter(units), progress=self.progress, total=len(units)))
+
+    # --- the contract -------------------------------------------------------------------------
+    def fit(self, train: Sequence[AnnotatedExemplars]) -> None:
+        """Train the LM and the decoder on the training units (skipped when a checkpoint is loaded)."""
+        if self.model is not None and not self.retrain:
+            return
+        if len(train) == 0:
+            raise MilanError("milan: fit() got no training units")
+        self.model = None
+        seen: list[tuple[str, str, list[str]]] = []  # (unit_id, config, annotations), filled while streaming
+
+        def stream():
+            for unit in train:
+                seen.append((unit.unit_id, unit.config, list(getattr(unit, "annotations", ()))))
+                yield unit
+
+        features = self.encode(_Sized(stream(), len(train), train))
+        unit_ids = [u for u, _, _ in seen]
+        annotations = [a for _, _, a in seen]
+        if not any(annotations):
+            raise MilanError("milan: the training units carry no descriptions")
+        vocab = build_vocab(a for anns in annotations for a in anns)
+        dcfg = DecoderConfig(vocab_size=len(vocab), feature_size=features.shape[-1],
+                             embedding_size=self.embedding, hidden_size=self.hidden)
+        lcfg = LMConfig(vocab_size=len(vocab), embedding_size=self.embedding, hidden_size=self.hidden)
+        history = History()
+        with torch.random.fork_rng(devices=[]):
+            lm = fit_lm(annotations, vocab, lcfg, dcfg.length, self.train_config, history, self.progress)
+            decoder = fit_decoder(features, annotations, unit_ids, vocab, dcfg,
+                                  self.train_config, history, self.progress)
+        trained_on = tuple(dict.fromkeys(c for _, c, _ in seen))
+        enc = self._encoder
+        self.model = MilanModel(vocab, decoder, lm, enc.backbone.name, enc.backbone.signature, trained_on,
+                                {"train": self.train_config.to_dict(), "history": history.to_dict()})
+        self.meta = self._meta()
+        if self.save_path:
+            save_checkpoint(self.model, self.save_path)
+
+    def describe(self, units: Sequence[Exemplars]) -> list[str]:
+        """One description per unit with the configured strategy."""
+        if self.model is None:
+            raise MilanError("milan: describe() before fit(); train it or pass checkpoint=PATH")
+        if len(units) == 0:
+            return []
+        features = self.encode(units)
+        return self.model.describe(features, strategy=self.strategy, beam=self.beam, lam=self.lam)

@@ -1,0 +1,53 @@
+"""A trained MILAN: vocabulary, decoder, LM and the name of the backbone its features come from."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from milannotations.errors import MilanError
+
+from .decoder import ShowAttendTell
+from .decoding import STRATEGIES, Candidate, beam_search, greedy, rerank
+from .lm import LanguageModel
+from .vocab import Vocab
+
+
+@dataclass
+class MilanModel:
+    """Everything needed to describe units from their encoded exemplars."""
+
+    vocab: Vocab
+    decoder: ShowAttendTell
+    lm: LanguageModel | None
+    backbone: str
+    backbone_signature: str = ""
+    trained_on: tuple[str, ...] = ()
+    info: dict = field(default_factory=dict)  # training settings and history, kept in checkpoints
+
+    def decode(self, features: torch.Tensor, strategy: str = "rerank", beam: int = 50, lam: float = 0.2,
+               chunk: int = 32) -> list[Candidate]:
+        """One chosen candidate per unit of (N, k, D) features; beam search runs `chunk` units at a time."""
+        if strategy not in STRATEGIES:
+            raise MilanError(f"unknown MILAN strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        if strategy == "rerank" and self.lm is None:
+            raise MilanError("strategy=rerank needs a language model; this checkpoint has none")
+        if features.shape[-1] != self.decoder.config.feature_size:
+            raise MilanError(f"features have size {features.shape[-1]} but the decoder expects "
+                             f"{self.decoder.config.feature_size} (backbone {self.backbone})")
+        length = self.decoder.config.length
+        out: list[Candidate] = []
+        for i in range(0, features.shape[0], chunk):
+            part = features[i: i + chunk]
+            if strategy == "greedy":
+                out.extend(greedy(self.decoder, part, self.vocab, length))
+                continue
+            beams = beam_search(self.decoder, part, self.vocab, length, beam)
+            if strategy == "beam":
+                out.extend(b[0] for b in beams)
+            else:
+                out.extend(rerank(beams, self.lm, self.vocab, lam))
+        return out
+
+    def describe(self, features: torch.Tensor, **kwargs) -> list[str]:
+        return [self.vocab.decode(c.ids) for c in self.decode(features, **kwargs)]

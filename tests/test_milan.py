@@ -1,0 +1,291 @@
+"""MILAN: encoder math, decoding equivalences, checkpoints, released-layout loading, and that it learns."""
+from __future__ import annotations
+
+import collections
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from baselines.milan.backbones import load_backbone
+from baselines.milan.checkpoint import load_checkpoint, save_checkpoint
+from baselines.milan.decoder import DecoderConfig, ShowAttendTell, attention_penalty
+from baselines.milan.decoding import beam_search, greedy, pmi_scores, rerank
+from baselines.milan.encoder import PyramidEncoder, masked_pool, stack_features
+from baselines.milan.lm import LanguageModel, LMConfig
+from baselines.milan.model import MilanModel
+from baselines.milan.released import load_released
+from baselines.milan.train import corpus_bleu
+from baselines.milan.vocab import Vocab, build_vocab, detokenize, tokenize
+from baselines.registry import create_describer
+from milannotations.contract import AnnotatedExemplars, Exemplars
+from milannotations.errors import MilanError
+
+torch.set_num_threads(1)
+
+
+# ---------------------------------------------------------------------------------------------- encoder
+def test_masked_pool_is_a_normalised_weighted_mean():
+    feats = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).view(2, 3, 4, 4)
+    masks = torch.zeros(2, 1, 4, 4)
+    masks[0, 0, 1, 2] = 1.0  # one cell at the feature resolution -> that cell's value
+    masks[1, 0, :2, :2] = 1.0  # a 2x2 block -> mean of those four cells
+    out = masked_pool(feats, masks)
+    assert torch.allclose(out[0], feats[0, :, 1, 2])
+    assert torch.allclose(out[1], feats[1, :, :2, :2].mean(dim=(-2, -1)))
+
+
+def test_masked_pool_resizes_bilinearly_and_zero_mask_gives_zeros():
+    feats = torch.randn(2, 5, 2, 2)
+    masks = torch.zeros(2, 1, 8, 8, dtype=torch.bool)
+    masks[0, 0, :, :4] = True  # left half of an 8x8 mask -> left column of a 2x2 map
+    out = masked_pool(feats, masks)
+    assert torch.allclose(out[0], feats[0, :, :, 0].mean(dim=-1), atol=1e-6)
+    assert torch.equal(out[1], torch.zeros(5))
+    # a full mask is the plain spatial mean
+    full = masked_pool(feats, torch.ones(2, 1, 7, 7))
+    assert torch.allclose(full, feats.mean(dim=(-2, -1)), atol=1e-6)
+
+
+def test_pyramid_encoder_concatenates_stages_and_caches(tmp_path):
+    backbone = load_backbone("resnet18-random")
+    assert backbone.feature_size == 64 + 64 + 128 + 256 + 512
+    enc = PyramidEncoder(backbone, cache_dir=tmp_path)
+    g = torch.Generator().manual_seed(0)
+    units = [Exemplars(f"c/l/{u}", "m", "d", "l", u, torch.randint(0, 256, (2, 3, 32, 32), generator=g,
+                                                                     dtype=torch.uint8),
+                       torch.rand(2, 1, 32, 32, generator=g) > 0.5) for u in range(3)]
+    feats = enc.encode_units(iter(units), progress=False)
+    assert [tuple(f.shape) for f in feats] == [(2, 1024)] * 3
+    # the conv1 block of the vector is exactly masked_pool over the conv1 feature map
+    x = enc._prepare(units[1].images)
+    conv1 = backbone.module.conv1(x)
+    assert torch.allclose(feats[1][:, :64], masked_pool(conv1, units[1].masks), atol=1e-5)
+    assert len(list((tmp_path / backbone.signature).glob("*.safetensors"))) == 3
+    again = PyramidEncoder(backbone, cache_dir=tmp_path)
+    again.encode_images = None  # cached: the backbone must not run
+    cached = again.encode_units(iter(units), progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(feats, cached))
+    stacked = stack_features([torch.ones(2, 4), torch.zeros(3, 4)])
+    assert stacked.shape == (2, 3, 4) and torch.equal(stacked[0], torch.ones(3, 4))
+
+
+def test_imagenet_backbone_without_weights_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(MilanError, match="no ImageNet weights for resnet50"):
+        load_backbone("resnet50")
+    with pytest.raises(MilanError, match="unknown MILAN backbone"):
+        load_backbone("vgg")
+
+
+# ---------------------------------------------------------------------------------------------- vocab
+def test_vocab_tokenizes_and_orders_by_frequency():
+    assert tokenize("Dogs' noses, and cat's EYES.") == ["dogs", "'", "noses", ",", "and", "cat's", "eyes", "."]
+    vocab = build_vocab(["red car", "red sky", "a red car"])
+    assert vocab.words == ("red", "car", "sky", "a")
+    assert vocab.tokens[-4:] == ("<start>", "<stop>", "<pad>", "<unk>")
+    assert vocab.index("red boat", 15) == [0, vocab.unk, vocab.stop]
+    assert vocab.decode([0, 1, vocab.stop, 2]) == "Red car"
+    assert detokenize(["dogs", ",", "cats", "'s", "eyes"]) == "Dogs, cats's eyes"
+
+
+# ---------------------------------------------------------------------------------------------- decoding
+def _tiny_model(seed: int = 0, vocab_words=("red", "blue", "sky", "car", "the", "and")) -> MilanModel:
+    torch.manual_seed(seed)
+    vocab = Vocab(tuple(vocab_words))
+    dec = ShowAttendTell(DecoderConfig(len(vocab), feature_size=12, embedding_size=8, hidden_size=16, length=6))
+    lm = LanguageModel(LMConfig(len(vocab), embedding_size=8, hidden_size=16), vocab.pad)
+    return MilanModel(vocab, dec.eval(), lm.eval(), "resnet18-random")
+
+
+def test_teacher_forcing_matches_stepwise_decoding_and_penalty():
+    model = _tiny_model()
+    feats = torch.randn(3, 4, 12)
+    greedy_out = greedy(model.decoder, feats, model.vocab, 6)
+    inputs = torch.full((3, 1), model.vocab.start)
+    logp, alphas = model.decoder(feats, inputs)
+    assert torch.allclose(alphas.sum(-1), torch.ones(3, 1))
+    first = logp[:, 0].argmax(-1).tolist()
+    assert [(c.ids[0] if c.ids else model.vocab.stop) for c in greedy_out] == first
+    # penalty: uniform attention over 4 exemplars for 4 steps sums to exactly 1 per exemplar
+    assert float(attention_penalty(torch.full((1, 4, 4), 0.25), torch.ones(1, 4, dtype=torch.bool))) == 0.0
+    assert float(attention_penalty(torch.full((1, 2, 4), 0.25), torch.ones(1, 2, dtype=torch.bool))) == 0.25
+
+
+def test_greedy_equals_beam_of_one():
+    model = _tiny_model(1)
+    feats = torch.randn(5, 4, 12)
+    g = greedy(model.decoder, feats, model.vocab, 6)
+    b = beam_search(model.decoder, feats, model.vocab, 6, beam=1)
+    assert [c.ids for c in g] == [cands[0].ids for cands in b]
+    assert np.allclose([c.score for c in g], [cands[0].score for cands in b], atol=1e-5)
+
+
+def test_beam_is_sorted_and_batched_equals_per_unit():
+    model = _tiny_model(2)
+    feats = torch.randn(4, 4, 12)
+    batched = beam_search(model.decoder, feats, model.vocab, 6, beam=7)
+    for i in range(4):
+        single = beam_search(model.decoder, feats[i: i + 1], model.vocab, 6, beam=7)[0]
+        assert [c.ids for c in single] == [c.ids for c in batched[i]]
+        assert np.allclose([c.score for c in single], [c.score for c in batched[i]], atol=1e-5)
+        scores = [c.score for c in batched[i]]
+        assert scores == sorted(scores, reverse=True) and len(set(c.ids for c in batched[i])) == len(scores)
+    # the beam's best is at least as likely as the greedy description
+    g = greedy(model.decoder, feats, model.vocab, 6)
+    assert all(b[0].score >= gg.score - 1e-5 for b, gg in zip(batched, g))
+
+
+def test_rerank_with_lambda_zero_is_beam_best_and_lambda_moves_the_choice():
+    model = _tiny_model(3)
+    feats = torch.randn(6, 4, 12)
+    beams = beam_search(model.decoder, feats, model.vocab, 6, beam=10)
+    assert [c.ids for c in rerank(beams, model.lm, model.vocab, 0.0)] == [b[0].ids for b in beams]
+    lam = 0.7
+    chosen = rerank(beams, model.lm, model.vocab, lam)
+    for cands, pick in zip(beams, chosen):
+        pmi = pmi_scores(cands, model.lm, model.vocab, lam)
+        assert pmi[cands.index(pick)] == pytest.approx(max(pmi))
+    # the PMI score is exactly log p(d|E) - lam * log p_LM(d), with p_LM summed over words and <stop>
+    cand = beams[0][0]
+    ids = list(cand.ids) + [model.vocab.stop]
+    inputs = torch.tensor([[model.vocab.start] + ids[:-1]])
+    lp = model.lm(inputs)[0].gather(-1, torch.tensor(ids).unsqueeze(-1)).sum()
+    assert pmi_scores([cand], model.lm, model.vocab, lam)[0] == pytest.approx(cand.score - lam * float(lp.detach()), abs=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------- training
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 20)}
+PHRASES = {"red": "a red fire truck here", "green": "green grass in a field", "blue": "the blue sky above us",
+           "yellow": "a yellow banana peel"}
+
+
+def _colour_units(n_per: int = 6, k: int = 3, size: int = 32) -> list[AnnotatedExemplars]:
+    """Units whose masked regions have one colour; their descriptions name it (learnable)."""
+    rng = np.random.default_rng(0)
+    units = []
+    for c, (name, rgb) in enumerate(COLOURS.items()):
+        for u in range(n_per):
+            imgs = rng.integers(0, 256, (k, 3, size, size)).astype(np.uint8)
+            masks = np.zeros((k, 1, size, size), bool)
+            for j in range(k):
+                y, x = rng.integers(0, size // 2, 2)
+                masks[j, 0, y:y + size // 2, x:x + size // 2] = True
+                imgs[j, :, y:y + size // 2, x:x + size // 2] = np.array(rgb, np.uint8)[:, None, None]
+            p = PHRASES[name]
+            units.append(AnnotatedExemplars(f"colours/l{c}/{u}", "m", "d", f"l{c}", u, torch.from_numpy(imgs),
+                                            torch.from_numpy(masks), annotations=(p, p, p)))
+    return units
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    units = _colour_units()
+    d = create_describer("milan", backbone="resnet18-random", epochs=30, patience=30, hidden=64, embedding=32, batch_size=8,
+                         beam=5, cache=str(tmp_path_factory.mktemp("cache")), progress=False, seed=0,
+                         save=str(tmp_path_factory.mktemp("ckpt") / "milan-colours"))
+    d.fit(units)
+    return d, units
+
+
+def test_fit_learns_the_descriptions(trained):
+    d, units = trained
+    refs = [list(u.annotations) for u in units]
+    for strategy in ("greedy", "rerank"):
+        d.strategy = strategy
+        preds = d.describe([Exemplars(**{f: getattr(u, f) for f in ("unit_id", "model", "dataset", "layer",
+                                                                      "unit", "images", "masks")}) for u in units])
+        bleu = corpus_bleu(preds, refs)
+        assert bleu > 80, (strategy, bleu, preds)
+    assert d.meta.trained_on == ("colours",)
+    assert d.model.info["history"]["decoder_epochs"] >= 1
+
+
+def test_checkpoint_reloads_and_describes_the_same(trained, tmp_path):
+    d, units = trained
+    d.strategy = "rerank"
+    before = d.describe(units)
+    path = save_checkpoint(d.model, tmp_path / "ckpt")
+    assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors"]
+    again = create_describer("milan", checkpoint=str(path), beam=5, cache=False, progress=False)
+    again.fit(units[:1])  # a loaded checkpoint is kept, not retrained
+    assert again.describe(units) == before
+    assert again.meta.trained_on == ("colours",)
+    assert load_checkpoint(d.save_path).vocab == d.model.vocab  # save= wrote it after fit
+
+
+def test_describer_args_are_checked():
+    with pytest.raises(MilanError, match="strategy"):
+        create_describer("milan", strategy="sample")
+    with pytest.raises(MilanError, match="before fit"):
+        create_describer("milan", cache=False).describe(_colour_units(1)[:1])
+
+
+# ---------------------------------------------------------------------------------------------- released .pth
+def _write_released_layout(model: MilanModel, path) -> None:
+    """A file laid out like the original `Decoder.save` output, including its pickled spaCy Config."""
+    from baselines.milan.released import DECODER_KEYS, LM_KEYS
+
+    config_mod = types.ModuleType("thinc.config")
+
+    class Config(dict):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            self.is_interpolated = True
+
+    Config.__module__ = "thinc.config"
+    Config.__qualname__ = "Config"
+    config_mod.Config = Config
+    sys.modules.update({"thinc": types.ModuleType("thinc"), "thinc.config": config_mod})
+    try:
+        inverse = {v: k for k, v in DECODER_KEYS.items()}
+        state = collections.OrderedDict((inverse[k], v) for k, v in model.decoder.state_dict().items())
+        inv_lm = {v: k for k, v in LM_KEYS.items()}
+        state.update((f"lm.{inv_lm.get(k, k)}", v) for k, v in model.lm.state_dict().items())
+        state["encoder.featurizer.conv1.weight"] = torch.zeros(1)
+        tokenizer = {"properties": {"nlp": (Config({"nlp": {"lang": "en"}}), b"spacy-bytes"), "lemmatize": False},
+                     "children": {}}
+        vocab = {"properties": {"tokens": model.vocab.words}, "children": {}}
+        indexer = {"properties": {"vocab": vocab, "tokenize": tokenizer, "start": True, "stop": True, "pad": True,
+                                  "unk": True, "length": None, "unique": frozenset(model.vocab.words)},
+                   "children": {}}
+        payload = {"properties": {"indexer": indexer, "encoder": {"properties": {"config": "resnet101"},
+                                                                  "children": {}},
+                                  "lm": {"properties": {"indexer": indexer, "embedding_size": 8, "hidden_size": 16,
+                                                        "layers": 2, "dropout": 0.5}, "children": {}},
+                                  "embedding_size": 8, "hidden_size": 16, "attention_hidden_size": None,
+                                  "dropout": 0.5, "length": 6, "strategy": "rerank", "temperature": 0.2,
+                                  "beam_size": 50},
+                   "children": {}, "state_dict": state}
+        torch.save(payload, path)
+    finally:
+        del sys.modules["thinc.config"], sys.modules["thinc"]
+
+
+def test_released_layout_loads_safely_and_decodes_identically(tmp_path):
+    model = _tiny_model(4)
+    path = tmp_path / "milan-base.pth"
+    _write_released_layout(model, path)
+    with pytest.raises(Exception):  # a plain weights-only load refuses the pickled Config class
+        torch.load(path, weights_only=True)
+    loaded = load_released(path)
+    assert loaded.vocab == model.vocab and loaded.backbone == "resnet101"
+    assert loaded.decoder.config.feature_size == 12 and loaded.decoder.config.length == 6
+    assert "alexnet-imagenet" in loaded.trained_on  # milan-base saw the base networks
+    feats = torch.randn(3, 4, 12)
+    for strategy in ("greedy", "rerank"):
+        assert loaded.describe(feats, strategy=strategy, beam=5) == model.describe(feats, strategy=strategy, beam=5)
+    assert load_checkpoint(path).vocab == model.vocab  # checkpoint= accepts a .pth too
+
+
+def test_released_file_with_code_is_refused(tmp_path):
+    path = tmp_path / "milan-evil.pth"
+    import os
+
+    torch.save({"properties": {"x": os.system}, "state_dict": {}}, path)  # a reference to callable code
+    with pytest.raises(MilanError, match="cannot be loaded safely"):
+        load_released(path)
+    with pytest.raises(MilanError, match="does not exist"):
+        load_released(tmp_path / "missing.pth")
