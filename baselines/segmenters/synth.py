@@ -1,0 +1,191 @@
+"""A small segmentation network trained on synthetic scenes: a real segmenter for the synthetic world.
+
+The oracle reads ground truth; this one has to look at pixels, like a
+segmenter on real images. It is a five-layer encoder-decoder (stride 8,
+one dilated layer, two skip connections) predicting every concept of
+`milannotations.synth.scenes.CONCEPTS` per pixel (multi-label, sigmoid),
+trained with binary cross-entropy on freshly rendered scenes of both
+domains. Training scenes use their own seed (`TRAIN_SCENE_SEED`), so the
+network never sees the corpus's probe scenes (seed 0) during training.
+
+Weights are cached as safetensors under
+`milannotations.default_root()/"models"`, keyed by every setting that
+changes them, so the ~1-2 minute training happens once per machine.
+Training is deterministic given the seed (fixed init, fixed scene order).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from milannotations.errors import MilanError
+
+from .base import Segmenter
+
+#: Seed offset for training scenes: disjoint from the corpus's probe scenes (seed 0).
+TRAIN_SCENE_SEED = 7919
+
+
+@dataclass(frozen=True)
+class SynthSegmenterSpec:
+    """Every setting that determines the trained weights (the cache key)."""
+
+    steps: int = 300
+    batch_size: int = 16
+    lr: float = 3e-3
+    seed: int = 0
+    width: int = 16
+    version: int = 1
+
+    def filename(self) -> str:
+        return (f"synth-segmenter-v{self.version}-w{self.width}-s{self.steps}-b{self.batch_size}"
+                f"-lr{self.lr:g}-seed{self.seed}.safetensors")
+
+
+class SegNet(nn.Module):
+    """Tiny encoder-decoder: 112 px in, concept logits at 56 px out (upsampled by the caller)."""
+
+    def __init__(self, n_concepts: int, width: int = 32) -> None:
+        super().__init__()
+        w = width
+        self.c1 = nn.Conv2d(3, w, 3, stride=2, padding=1)            # 56
+        self.c2 = nn.Conv2d(w, w + w // 2, 3, stride=2, padding=1)   # 28
+        self.c3 = nn.Conv2d(w + w // 2, 2 * w, 3, stride=2, padding=1)  # 14
+        self.c4 = nn.Conv2d(2 * w, 2 * w, 3, padding=2, dilation=2)  # 14, wider context for shapes
+        self.d1 = nn.Conv2d(2 * w + w + w // 2, w + w // 2, 3, padding=1)  # 28
+        self.d2 = nn.Conv2d(w + w // 2 + w, w, 3, padding=1)         # 56
+        self.head = nn.Conv2d(w + 3, n_concepts, 1)                  # + the pixel's own colour
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e1 = F.relu(self.c1(x))
+        e2 = F.relu(self.c2(e1))
+        e3 = F.relu(self.c3(e2))
+        e4 = F.relu(self.c4(e3)) + e3
+        d1 = F.relu(self.d1(torch.cat([F.interpolate(e4, size=e2.shape[-2:], mode="nearest"), e2], 1)))
+        d2 = F.relu(self.d2(torch.cat([F.interpolate(d1, size=e1.shape[-2:], mode="nearest"), e1], 1)))
+        colour = F.avg_pool2d(x, 2)
+        return self.head(torch.cat([d2, colour], 1))
+
+
+def _normalise(images: torch.Tensor) -> torch.Tensor:
+    return images.float().div(127.5).sub(1.0)
+
+
+def _batch(step: int, batch_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scenes for one training step, alternating domains; a pure function of (step, seed)."""
+    from milannotations.synth.scenes import DOMAINS, render_scene
+
+    imgs, tgts = [], []
+    for j in range(batch_size):
+        i = step * batch_size + j
+        scene = render_scene(DOMAINS[i % len(DOMAINS)], i // len(DOMAINS), seed=TRAIN_SCENE_SEED + seed)
+        imgs.append(scene.image)
+        tgts.append(scene.concepts[:, ::2, ::2])
+    return torch.from_numpy(np.stack(imgs)), torch.from_numpy(np.stack(tgts)).float()
+
+
+def train_segnet(spec: SynthSegmenterSpec, progress: bool = True) -> SegNet:
+    """Train the network from scratch on rendered scenes (deterministic for a given spec)."""
+    from milannotations.synth.scenes import CONCEPTS
+
+    torch.manual_seed(spec.seed)
+    net = SegNet(len(CONCEPTS), spec.width)
+    opt = torch.optim.Adam(net.parameters(), lr=spec.lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=spec.lr, total_steps=max(spec.steps, 1),
+                                                pct_start=0.15)
+    net.train()
+    for step in tqdm(range(spec.steps), desc="training synth segmenter", disable=not progress):
+        images, targets = _batch(step, spec.batch_size, spec.seed)
+        loss = F.binary_cross_entropy_with_logits(net(_normalise(images)), targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    return net.eval()
+
+
+def _models_dir(cache_dir: str | Path | None) -> Path:
+    if cache_dir is not None:
+        return Path(cache_dir)
+    from milannotations.load import default_root
+
+    return default_root() / "models"
+
+
+def load_segnet(spec: SynthSegmenterSpec = SynthSegmenterSpec(), cache_dir: str | Path | None = None,
+                progress: bool = True) -> tuple[SegNet, Path]:
+    """The trained network for `spec`: read from the cache, or trained once and cached (atomically)."""
+    from safetensors.torch import load_file, save_file
+
+    from milannotations.synth.scenes import CONCEPTS
+
+    folder = _models_dir(cache_dir)
+    path = folder / spec.filename()
+    net = SegNet(len(CONCEPTS), spec.width)
+    if path.exists():
+        try:
+            net.load_state_dict(load_file(str(path)))
+        except Exception as e:  # a damaged or foreign file: say which and how to fix it
+            raise MilanError(f"cannot read synth segmenter weights {path}: {e}; delete the file to retrain") from e
+        return net.eval(), path
+    t0 = time.time()
+    net = train_segnet(spec, progress=progress)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".synth-segmenter-", suffix=".tmp", dir=folder)
+    os.close(fd)
+    meta = {"spec": json.dumps(asdict(spec)), "concepts": json.dumps([c.name for c in CONCEPTS]),
+            "train_seconds": f"{time.time() - t0:.1f}",
+            "trained_on": f"rendered synthetic scenes (both domains), scene seed {TRAIN_SCENE_SEED + spec.seed}"}
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, tmp, metadata=meta)
+    os.replace(tmp, path)
+    return net, path
+
+
+class SynthSegmenter(Segmenter):
+    """Concept masks predicted from pixels by `SegNet` (sigmoid > 0.5), at the image size."""
+
+    name = "synth"
+    citation = "small segmentation network trained on the synthetic scenes (this project)"
+
+    def __init__(self, steps: int = SynthSegmenterSpec.steps, seed: int = 0, width: int = SynthSegmenterSpec.width,
+                 cache_dir: str | Path | None = None, device: str = "cpu", batch_size: int = 64,
+                 progress: bool = True, cache_bytes: int = 256 * 2**20) -> None:
+        super().__init__(cache_bytes=cache_bytes)
+        from milannotations.synth.scenes import CONCEPTS
+
+        self.spec = SynthSegmenterSpec(steps=int(steps), seed=int(seed), width=int(width))
+        self.net, self.path = load_segnet(self.spec, cache_dir, progress=progress)
+        self.net.to(device)
+        self.device = device
+        self.batch_size = int(batch_size)
+        self.concepts = [c.name for c in CONCEPTS]
+        self.categories = [c.category for c in CONCEPTS]
+        self.trained_on = (f"{self.spec.steps * self.spec.batch_size} rendered synthetic scenes "
+                           f"(scene seed {TRAIN_SCENE_SEED + self.spec.seed}, disjoint from the corpus)")
+
+    @torch.no_grad()
+    def segment(self, images: torch.Tensor, *, dataset: str | None = None,
+                image_ids: Sequence[int] | None = None, unit_id: str = "") -> torch.Tensor:
+        if images.shape[0] == 0 and image_ids:
+            raise MilanError(f"unit {unit_id or '?'} has no exemplar images; the synth segmenter needs pixels")
+        h, w = images.shape[-2:]
+        out = []
+        for start in range(0, images.shape[0], self.batch_size):
+            x = images[start:start + self.batch_size]
+            if x.shape[-2:] != (112, 112):
+                x = F.interpolate(x.float(), size=(112, 112), mode="bilinear", align_corners=False)
+            logits = self.net(_normalise(x).to(self.device))
+            logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+            out.append((logits > 0).cpu())
+        return torch.cat(out) if out else torch.zeros(0, len(self.concepts), h, w, dtype=torch.bool)
