@@ -205,3 +205,74 @@ def test_missing_zip_and_unknown_config(tmp_path, capsys):
     assert "alexnet-imagenet.zip" in capsys.readouterr().err
     assert cli(["build", "--zip-dir", str(tmp_path / "zips"), "--out", str(tmp_path / "o"), "vgg-nothing"]) == 2
     assert "unknown config" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- push / info
+class FakeApi:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict]] = []
+
+    def create_repo(self, **kw):
+        self.calls.append(("create_repo", kw))
+
+    def upload_folder(self, **kw):
+        self.calls.append(("upload_folder", kw))
+        return type("Info", (), {"commit_url": "https://huggingface.co/datasets/me/milannotations/commit/abc"})()
+
+
+def test_push_uploads_a_built_folder(built, monkeypatch, capsys):
+    import huggingface_hub
+
+    out, _ = built
+    api = FakeApi()
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda *a, **k: api)
+    assert cli(["push", "--repo-id", "me/milannotations", "--folder", str(out), "--private"]) == 0
+    (name1, create), (name2, upload) = api.calls
+    assert name1 == "create_repo" and create == {"repo_id": "me/milannotations", "repo_type": "dataset",
+                                                 "private": True, "exist_ok": True}
+    assert name2 == "upload_folder" and upload["folder_path"] == str(out)
+    assert upload["repo_id"] == "me/milannotations" and upload["repo_type"] == "dataset"
+    assert ".staging-*" in upload["ignore_patterns"]
+    assert "me/milannotations" in capsys.readouterr().out
+
+
+def test_push_refuses_what_is_not_a_built_corpus(built, tmp_path, monkeypatch, capsys):
+    import huggingface_hub
+
+    from milannotations.commands.push import push
+
+    api = FakeApi()
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda *a, **k: api)
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "notes.txt").write_text("hi")
+    assert cli(["push", "--repo-id", "me/milannotations", "--folder", str(tmp_path / "junk")]) == 2
+    assert "not a built corpus" in capsys.readouterr().err
+    assert cli(["push", "--repo-id", "milannotations", "--folder", str(built[0])]) == 2
+    assert "NAMESPACE/NAME" in capsys.readouterr().err
+    # joined ImageNet pixels may not be redistributed
+    out = tmp_path / "joined"
+    import shutil
+
+    shutil.copytree(built[0], out)
+    meta_path = out / "meta" / "alexnet-imagenet.json"
+    meta = json.loads(meta_path.read_text())
+    meta["provenance"]["images"] = "joined from ImageNet val (Resize256+CenterCrop224)"
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(mn.MilanError, match="redistribution"):
+        push(out, "me/milannotations", api=api)
+    push(out, "me/milannotations", api=api, allow_joined_images=True)
+    (out / "milannotations.py").write_text("")
+    with pytest.raises(mn.MilanError, match="milannotations.py"):
+        push(out, "me/milannotations", api=api, allow_joined_images=True)
+    assert [c for c, _ in api.calls] == ["create_repo", "upload_folder"]  # only the allowed push went out
+
+
+def test_info_lists_units_per_split(built, capsys, tmp_path):
+    out, _ = built
+    assert cli(["info", "--root", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    row = next(line.split() for line in lines if line.strip().startswith("resnet152-places365"))
+    assert row[1:4] == ["10", "2", "12"] and row[4] == "shipped"
+    row = next(line.split() for line in lines if line.strip().startswith("alexnet-imagenet"))
+    assert row[1:4] == ["5", "1", "6"] and "not shipped" in " ".join(row)
+    assert cli(["info", "--root", str(tmp_path)]) == 2

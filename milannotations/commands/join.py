@@ -25,4 +25,6 @@ def run(args: argparse.Namespace) -> int:
         raise MilanError("pass --imagenet DIR (or --places365 DIR): the local validation ImageFolder to join from")
     done = join_folder(args.out, sources, args.configs or None, progress=not args.no_progress)
     print(f"joined images into {', '.join(done)} under {args.out}")
+    print("note: datasets.load_dataset(<folder>, ...) caches a local folder by its name and config; pass "
+          "download_mode='force_redownload' once (milannotations.load needs nothing)")
     return 0
