@@ -1,0 +1,108 @@
+"""Scoring throughput: our cached BERTScore vs a plain `bert_score` call on the same (prediction, reference) pairs.
+
+Scenario of the harness: the references of a test set were embedded once (disk cache, keyed by scorer
+signature + data revision) and a new describer is scored. Pairs = units x 3 references.
+
+    nice python benchmarks/bench_scoring.py [--units 300] [--threads 1] [--repeats 3]
+
+Rows:
+  bert_score.score            one plain call (loads the model, embeds predictions and references)
+  BERTScorer.score (warm)     bert_score with the model already loaded
+  Scorer.bertscore (cached)   a fresh Scorer, references from the disk cache: embeds only predictions
+  Scorer.score (all metrics)  everything incl. BLEU/ROUGE/CIDEr, retrieval (n x 3n) and 1000 bootstraps
+Times are the best of --repeats; "incl. load" rows include loading the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import tempfile
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+ADJ = ["red", "blue", "striped", "round", "furry", "dark", "shiny", "green", "wooden", "white", "small", "tall"]
+NOUN = ["dog", "sky", "grass", "car", "wheel", "face", "text", "water", "building", "tree", "window", "road", "cat"]
+TEMPLATES = ["{a} {n}", "{a} {n}s", "the {n} of a {n2}", "{a} and {a2} {n}", "{n}s next to {n2}s", "a {a} {n} on the {n2}",
+             "parts of {n}s", "{a} textures", "top of the {n}", "{n} edges and {a} {n2}"]
+
+
+def sentence(rng: random.Random) -> str:
+    return rng.choice(TEMPLATES).format(a=rng.choice(ADJ), a2=rng.choice(ADJ), n=rng.choice(NOUN), n2=rng.choice(NOUN))
+
+
+def best(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--units", type=int, default=300)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--scorer", default="offline")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    import bert_score
+
+    from eval.metrics import Scorer
+
+    rng = random.Random(0)
+    refs = [[sentence(rng) for _ in range(3)] for _ in range(args.units)]
+    preds = [sentence(rng) for _ in range(args.units)]
+    norm_refs = [[r.lower().strip(". ") for r in u] for u in refs]
+    norm_preds = [p.lower().strip(". ") for p in preds]
+    flat = [r for u in norm_refs for r in u]
+    pairs = 3 * args.units
+    cache_dir = tempfile.mkdtemp(prefix="bench-scoring-")
+
+    warm = Scorer(args.scorer, cache_dir=cache_dir)
+    model = warm.config.model
+    warm.bertscore(preds, refs, revision="bench")  # writes the reference cache
+
+    rows = []
+    t = best(lambda: bert_score.score(norm_preds, norm_refs, model_type=model, num_layers=warm.config.num_layers,
+                                      idf=True, batch_size=64, nthreads=0, device="cpu", use_fast_tokenizer=True), args.repeats)
+    rows.append(("bert_score.score (incl. load)", t))
+    ref_scorer = bert_score.BERTScorer(model_type=model, num_layers=warm.config.num_layers, idf=True, idf_sents=flat,
+                                       use_fast_tokenizer=True, nthreads=0, device="cpu")
+    t = best(lambda: ref_scorer.score(norm_preds, norm_refs, batch_size=64), args.repeats)
+    rows.append(("BERTScorer.score (warm model)", t))
+
+    def ours_with_load():
+        Scorer(args.scorer, cache_dir=cache_dir).bertscore(preds, refs, revision="bench")
+
+    rows.append(("Scorer.bertscore (cached refs, incl. load)", best(ours_with_load, args.repeats)))
+
+    def ours_warm():
+        warm.encoder._memo.clear()  # loaded model, nothing in memory: as a new process with the disk cache
+        before = warm.encoder.sentences_encoded
+        warm.bertscore(preds, refs, revision="bench")
+        assert warm.encoder.sentences_encoded - before == len(set(norm_preds) - set(flat)), "references re-embedded"
+
+    rows.append(("Scorer.bertscore (cached refs, warm model)", best(ours_warm, args.repeats)))
+    full = Scorer(args.scorer, cache_dir=cache_dir)
+    rows.append(("Scorer.score (all metrics, cached refs)", best(lambda: full.score(preds, refs, revision="bench"), 1)))
+
+    print(f"scorer={warm.config.signature}")
+    print(f"units={args.units} pairs={pairs} torch_threads={args.threads} torch={torch.__version__}")
+    print(f"{'method':46s} {'seconds':>8s} {'pairs/s':>9s}")
+    for name, sec in rows:
+        print(f"{name:46s} {sec:8.3f} {pairs / sec:9.1f}")
+    print(f"speed-up, cached vs plain bert_score.score (both incl. load): {rows[0][1] / rows[2][1]:.2f}x")
+    print(f"speed-up, cached vs BERTScorer.score (both warm model):        {rows[1][1] / rows[3][1]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
