@@ -85,8 +85,8 @@ class QuantileSketch:
             raise ValueError(f"expected ({self.units}, m) values, got {tuple(values.shape)}")
         if values.shape[1] == 0:
             return
-        bmin = values.amin(dim=1).double().cpu()
-        bmax = values.amax(dim=1).double().cpu()
+        bmin, bmax = torch.aminmax(values, dim=1)
+        bmin, bmax = bmin.double().cpu(), bmax.double().cpu()
         if not (torch.isfinite(bmin).all() and torch.isfinite(bmax).all()):
             raise ValueError("activations contain NaN or infinity; the quantile is undefined")
         vmin, vmax = torch.minimum(self.vmin, bmin), torch.maximum(self.vmax, bmax)
@@ -100,14 +100,20 @@ class QuantileSketch:
         scale = torch.pow(2.0, -e.double()).to(device=values.device, dtype=dtype)
         idx = torch.floor(values.to(dtype) * scale[:, None]).long()
         idx -= (self.offset - torch.arange(self.units) * self.bins).to(values.device)[:, None]
-        flat = torch.bincount(idx.reshape(-1), minlength=self.units * self.bins)
-        self.counts += flat.view(self.units, self.bins).cpu()
+        if self.counts.device != values.device:
+            self.counts = self.counts.to(values.device)
+        flat = idx.reshape(-1)
+        if flat.numel() >= self.counts.numel():  # many values per counter: one dense bincount
+            self.counts += torch.bincount(flat, minlength=self.counts.numel()).view_as(self.counts)
+        else:  # few values: touch only the hit counters, O(values) rather than O(units * bins)
+            self.counts.put_(flat, torch.ones_like(flat), accumulate=True)
         self.n += values.shape[1]
 
     def _regrid(self, exponent: torch.Tensor, vmin: torch.Tensor) -> None:
         """Move every unit onto lattice `exponent` (>= current), window anchored at `vmin`."""
         lo = torch.floor(vmin * torch.pow(2.0, -exponent.double()))
         new_offset = torch.where(torch.isfinite(lo), lo, torch.zeros_like(lo)).long()
+        self.counts = self.counts.cpu()
         seen = self.exponent != _EMPTY_E
         changed = seen & ((exponent != self.exponent) | (new_offset != self.offset))
         if changed.any():
@@ -148,7 +154,7 @@ class QuantileSketch:
         return self
 
     def copy(self) -> "QuantileSketch":
-        return QuantileSketch(self.counts.clone(), self.exponent.clone(), self.offset.clone(),
+        return QuantileSketch(self.counts.cpu().clone(), self.exponent.clone(), self.offset.clone(),
                               self.vmin.clone(), self.vmax.clone(), self.n)
 
     # ------------------------------------------------------------------- query
@@ -171,6 +177,7 @@ class QuantileSketch:
 
     def _order_statistic(self, rank: int) -> torch.Tensor:
         """Estimate of the value of 0-based sorted position `rank`, per unit."""
+        self.counts = self.counts.cpu()
         cum = self.counts.cumsum(dim=1)
         target = torch.full((self.units, 1), rank, dtype=torch.int64)
         b = torch.searchsorted(cum, target, right=True).squeeze(1).clamp(max=self.bins - 1)
@@ -184,7 +191,7 @@ class QuantileSketch:
 
     # --------------------------------------------------------------- (de)serialise
     def state(self, prefix: str = "") -> dict[str, torch.Tensor]:
-        return {f"{prefix}counts": self.counts, f"{prefix}exponent": self.exponent,
+        return {f"{prefix}counts": self.counts.cpu(), f"{prefix}exponent": self.exponent,
                 f"{prefix}offset": self.offset, f"{prefix}vmin": self.vmin, f"{prefix}vmax": self.vmax,
                 f"{prefix}n": torch.tensor([self.n], dtype=torch.int64)}
 
