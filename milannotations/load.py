@@ -71,7 +71,13 @@ def load(name: str, split: str | None = None, root: str | Path | None = None, *,
 
     Groupings concatenate their configs in the paper's order.
     """
-    configs = resolve_configs(name)
+    try:
+        configs = resolve_configs(name)
+    except MilanError:
+        # A user's own config (e.g. written by `milannotations exemplars`) in a local folder.
+        if root is None or not (Path(root) / "data" / name).is_dir():
+            raise
+        configs = (name,)
     folder = _local_root(name, root)
     repo = None if folder is not None else str(root)
     parts = [_load_one(c, folder, repo, split, streaming) for c in configs]

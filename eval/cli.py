@@ -1,0 +1,242 @@
+"""`milan-eval` (score a describer) and `milan-describe` (describe units without scoring).
+
+Thin wrappers: the work is `eval.evaluate` and `describe_units`, which a
+notebook can call too. Errors a user can act on print as one line, exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from baselines.registry import create_describer, parse_describer_args
+from milannotations.cli import run
+from milannotations.errors import MilanError
+
+from .harness import evaluate
+from .protocols import BENCHMARKS, protocols
+from .results import write_descriptions
+
+
+# --------------------------------------------------------------------------- milan-eval
+
+def build_eval_parser() -> argparse.ArgumentParser:
+    all_protocols = sorted({p for b in BENCHMARKS for p in protocols(b)})
+    p = argparse.ArgumentParser(
+        prog="milan-eval",
+        description="Score a neuron describer against human (or synthetic ground-truth) descriptions, "
+                    "with floors and the human ceiling beside every number.")
+    p.add_argument("--describer", required=True,
+                   help="built-in name, entry point, package.module:attr or path/to/file.py:attr")
+    p.add_argument("--describer-args", default="", metavar="K=V,...",
+                   help="constructor arguments, e.g. text=dog,seed=3 (ints, floats, true/false recognised)")
+    p.add_argument("--benchmark", default="synth", choices=BENCHMARKS,
+                   help="synth: the embedded synthetic ground-truth corpus (default); "
+                        "milannotations: the human corpus (must be built)")
+    p.add_argument("--root", default=None, help="built corpus folder (default: the cache)")
+    p.add_argument("--protocol", default="within-network", choices=all_protocols)
+    p.add_argument("--configs", nargs="+", default=None, metavar="NAME",
+                   help="run only these splits (split names, configs or groupings of the test side)")
+    p.add_argument("--scorer", default="offline", choices=("offline", "paper"),
+                   help="offline: packaged all-MiniLM-L6-v2 BERTScore; paper: roberta-large L17, idf, rescaled")
+    p.add_argument("--limit", type=int, default=None, help="at most N test units per split (seeded choice)")
+    p.add_argument("--trials", type=int, default=1, help="fit and describe N times with seeds seed..seed+N-1")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=32, help="units per describe() call")
+    p.add_argument("--output", default=None, metavar="DIR", help="write results.json and descriptions.csv here")
+    p.add_argument("--submit", action="store_true",
+                   help="also copy the run into leaderboard/submissions (validate it with milan-leaderboard)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_eval_command)
+    return p
+
+
+def _fmt(entry: dict | None, metric: str, ci: bool = False) -> str:
+    """A value (with its 95% interval when `ci`), or '-' where there is none."""
+    score = (entry or {}).get(metric) or {}
+    v = score.get("value")
+    if v is None:
+        return "-"
+    digits = 2 if abs(v) >= 10 else 3
+    text = f"{v:.{digits}f}"
+    lo, hi = (score.get("ci95") or [None, None])[:2]
+    if ci and lo is not None and hi is not None:
+        text += f" [{lo:.{digits}f}, {hi:.{digits}f}]"
+    return text
+
+
+def print_results(results: dict, file=None) -> None:
+    """One rich table per split: per metric, the describer beside both floors, the annotator ceiling
+    and the normalized score."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=file or sys.stdout)
+    if not console.is_terminal:
+        console.width = max(console.width, 120)  # logs and pipes: keep one row per metric
+    name = results["describer"]["name"]
+    for split in results["splits"]:
+        flag = "" if split["held_out"] else "\n[bold red]NOT held out: the describer was trained on these configs[/]"
+        table = Table(title=f"{split['name']}: {split['n_units']} units ({results['benchmark']}, "
+                            f"{results['protocol']}, scorer {results['scorer']}){flag}")
+        table.add_column("metric", style="bold", no_wrap=True)
+        table.add_column(f"{name} [95% CI]", justify="right", style="cyan")
+        for floor in split["floors"]:
+            table.add_column(f"floor: {floor}", justify="right", style="dim")
+        table.add_column("ceiling", justify="right", style="green")
+        table.add_column("normalized", justify="right", style="bold")
+        for m in split["metrics"]:
+            table.add_row(m, _fmt(split["metrics"], m, ci=True),
+                          *(_fmt(scores, m) for scores in split["floors"].values()),
+                          _fmt(split["ceiling"], m), _fmt(split["normalized"], m))
+        console.print(table)
+    console.print(f"normalized = (describer - best floor) / (ceiling - best floor); ceiling = each annotator "
+                  f"against the others.  revision {results['revision'][:12]}, {results['timing']['total_s']:.1f}s")
+
+
+def _submit(output: Path) -> Path:
+    """Hand a finished run to the leaderboard (the room to the right; imported only on request)."""
+    try:
+        from leaderboard.submission import write_submission
+    except ImportError as e:
+        raise MilanError(f"--submit needs the leaderboard package (leaderboard.submission.write_submission): {e}"
+                         ) from e
+    return write_submission(output)
+
+
+def _eval_command(args: argparse.Namespace) -> int:
+    describer_args = parse_describer_args(args.describer_args)
+    output = args.output
+    tmp = None
+    if args.submit and output is None:
+        tmp = tempfile.TemporaryDirectory(prefix="milan-eval-")
+        output = Path(tmp.name) / "run"
+    try:
+        results = evaluate(args.describer, benchmark=args.benchmark, protocol=args.protocol,
+                           configs=args.configs, root=args.root, scorer=args.scorer, limit=args.limit,
+                           trials=args.trials, seed=args.seed, device=args.device, output=output,
+                           describer_args=describer_args, batch_size=args.batch_size,
+                           progress=not args.no_progress)
+        if not results:  # a rank other than 0 under torchrun
+            return 0
+        print_results(results)
+        if args.output:
+            print(f"wrote {Path(args.output) / 'results.json'} and descriptions.csv")
+        if args.submit:
+            print(f"submitted to {_submit(Path(output))}; check it with `milan-leaderboard validate`")
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console script `milan-eval`."""
+    return run(list(argv) if argv is not None else None, build_eval_parser())
+
+
+# --------------------------------------------------------------------------- milan-describe
+
+def _load_split(name: str, split: str, root):
+    """One HF split of a config, or None when the config has no units in it (e.g. all-train exemplars)."""
+    from milannotations import load
+
+    try:
+        ds = load(name, split=split, root=root)
+    except ValueError as e:  # datasets refuses a split whose shards hold no rows
+        if "corresponds to no data" in str(e):
+            return None
+        raise
+    return ds.add_column("_split", [split] * len(ds)) if len(ds) else None
+
+
+def _load_units(units: str, root: str | None):
+    """A config/grouping name (via `milannotations.load`) or a built folder (every config in it)."""
+    import datasets
+
+    folder = Path(units)
+    if folder.is_dir():
+        data = folder / "data"
+        configs = sorted(p.name for p in data.iterdir() if p.is_dir()) if data.is_dir() else []
+        if not configs:
+            raise MilanError(f"{folder} holds no built configs (expected {folder}/data/<config>/*.parquet, "
+                             "as written by `milannotations exemplars`)")
+        named = [(c, folder) for c in configs]
+    else:
+        named = [(units, root)]
+    parts = [ds for name, where in named for s in ("train", "test")
+             if (ds := _load_split(name, s, where)) is not None]
+    if not parts:
+        raise MilanError(f"{units}: no units to describe")
+    return datasets.concatenate_datasets(parts)
+
+
+def describe_units(describer: str | Any, units: str, *, root: str | None = None, output: str | Path | None = None,
+                   describer_args: dict | None = None, limit: int | None = None, batch_size: int = 32,
+                   progress: bool = True) -> list[dict]:
+    """Describe every unit of a config, grouping or exemplar folder; returns (and writes) descriptions.csv rows.
+
+    No annotations are read or needed. A describer that must learn first has
+    to arrive fitted (e.g. `--describer-args checkpoint=...`); one reporting
+    `is_fitted == False` is refused before any unit is described.
+    """
+    from milannotations import UnitSet
+
+    from .harness import _describe, _limit_indices
+
+    d = describer if not isinstance(describer, str) else create_describer(describer, **(describer_args or {}))
+    name = getattr(getattr(d, "meta", None), "name", None) or str(describer)
+    if getattr(d, "is_fitted", True) is False:
+        raise MilanError(f"describer {name!r} must be trained before it can describe units: give it a "
+                         "checkpoint (--describer-args checkpoint=PATH) or use milan-eval, which fits it")
+    ds = _load_units(units, root)
+    keep = _limit_indices(list(ds["unit_id"]), limit, 0)
+    if len(keep) != len(ds):
+        ds = ds.select(keep)
+    ids, layers, unit_idx, splits = (list(ds[c]) for c in ("unit_id", "layer", "unit", "_split"))
+    view = UnitSet(ds.remove_columns([c for c in ("annotations", "truth", "_split") if c in ds.column_names]))
+    texts = _describe(d, name, view, ids, list(range(len(ids))), batch_size, progress, "describe")
+    rows = [{"unit_id": u, "layer": str(la), "unit": int(n), "description": t, "split": s, "trial": 0}
+            for u, la, n, t, s in zip(ids, layers, unit_idx, texts, splits)]
+    if output is not None:
+        write_descriptions(output, rows)
+    return rows
+
+
+def build_describe_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="milan-describe",
+        description="Describe units that have no annotations (e.g. your own network's exemplars from "
+                    "`milannotations exemplars`) and write descriptions.csv.")
+    p.add_argument("--describer", required=True,
+                   help="built-in name, entry point, package.module:attr or path/to/file.py:attr")
+    p.add_argument("--describer-args", default="", metavar="K=V,...")
+    p.add_argument("--units", required=True, metavar="CONFIG_OR_FOLDER",
+                   help="a config or grouping name, or a folder written by `milannotations exemplars`")
+    p.add_argument("--root", default=None, help="built corpus folder for config names (default: the cache)")
+    p.add_argument("--output", default="descriptions.csv", metavar="FILE")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_describe_command)
+    return p
+
+
+def _describe_command(args: argparse.Namespace) -> int:
+    rows = describe_units(args.describer, args.units, root=args.root, output=args.output,
+                          describer_args=parse_describer_args(args.describer_args), limit=args.limit,
+                          batch_size=args.batch_size, progress=not args.no_progress)
+    print(f"wrote {len(rows)} descriptions to {args.output}")
+    return 0
+
+
+def describe_main(argv: Sequence[str] | None = None) -> int:
+    """Console script `milan-describe`."""
+    return run(list(argv) if argv is not None else None, build_describe_parser())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

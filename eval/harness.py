@@ -1,0 +1,503 @@
+"""`evaluate()`: protocol -> fit -> describe -> score, with floors and the human ceiling beside every number.
+
+The harness is the only code that reads the descriptions of the units under
+test; describers get those units as `Exemplars` (pixels, masks, names),
+never annotations or `truth`. Whatever a describer returns is checked before
+anything is scored, and a run writes its files only once it has succeeded.
+Test units are sharded by `torch.distributed` rank when a process group is
+initialised; rank 0 gathers the descriptions, scores them and writes.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import platform
+import random
+import subprocess
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from baselines.registry import create_describer
+from milannotations import UnitSet, load, resolve_configs
+from milannotations.contract import Describer, Exemplars
+from milannotations.errors import MilanError
+
+from .protocols import Split, protocol_splits
+from .results import FLOOR_DESCRIBERS, write_run
+
+_HIDDEN = ("annotations", "truth")  # columns of units under test that describers never see
+
+
+# --------------------------------------------------------------------------- data
+
+def _load_configs(configs: Sequence[str], split: str | None, root) -> Any:
+    """The units of `configs` (one HF split, or all units when `split` is None), in config order."""
+    import datasets
+
+    parts = []
+    for config in configs:
+        try:
+            ds = load(config, split=split, root=root)
+        except ImportError as e:  # the synthetic builder is part of the corpus room
+            raise MilanError(f"cannot build the synthetic corpus for {config!r} ({e}); "
+                             "pass --root with a built folder") from e
+        if split is None:
+            ds = datasets.concatenate_datasets([ds[s] for s in ("train", "test") if s in ds])
+        parts.append(ds)
+    return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+
+
+def _limit_indices(unit_ids: list[str], limit: int | None, seed: int) -> list[int]:
+    """Indices of at most `limit` units, chosen by a seeded hash of their ids (order independent)."""
+    if limit is None or limit >= len(unit_ids):
+        return list(range(len(unit_ids)))
+
+    def key(i: int) -> bytes:
+        return hashlib.sha256(f"milan-eval-limit:{seed}:{unit_ids[i]}".encode()).digest()
+
+    return sorted(sorted(range(len(unit_ids)), key=key)[:limit])
+
+
+def _fingerprint(h: "hashlib._Hash", tag: str, unit_ids: list[str], annotations: list[list[str]]) -> None:
+    h.update(f"\x1e{tag}\x1e".encode())
+    for uid, anns in zip(unit_ids, annotations):
+        h.update(uid.encode())
+        h.update(b"\x1f")
+        h.update("\x1d".join(anns).encode())
+        h.update(b"\x1e")
+
+
+class _Batch(Sequence[Exemplars]):
+    """A lazy window on the units under test: `Exemplars` decoded on access, nothing else exposed."""
+
+    def __init__(self, units: UnitSet, indices: Sequence[int]) -> None:
+        self._units, self._indices = units, list(indices)
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return self._units[self._indices[i]]
+
+    def __iter__(self):
+        for i in self._indices:
+            yield self._units[i]
+
+
+@dataclass
+class _SplitData:
+    """One split's units: the train view for `fit`, the hidden-column-free test view, the references."""
+
+    split: Split
+    train: UnitSet
+    test: UnitSet
+    test_ids: list[str]
+    layers: list[str]
+    units: list[int]
+    references: list[list[str]]
+    revision: str
+    descriptions: list[list[str]] = field(default_factory=list)  # per trial
+
+
+def _prepare(split: Split, root, limit: int | None, seed: int, h) -> _SplitData:
+    train_ds = _load_configs(split.train, split.train_split, root)
+    test_ds = _load_configs(split.test, split.test_split, root)
+    keep = _limit_indices(list(test_ds["unit_id"]), limit, seed)
+    if len(keep) != len(test_ds):
+        test_ds = test_ds.select(keep)
+    if len(test_ds) == 0:
+        raise MilanError(f"split {split.name}: no test units in {', '.join(split.test)}")
+    test_ids = list(test_ds["unit_id"])
+    references = [list(a) for a in test_ds["annotations"]]
+    for uid, refs in zip(test_ids, references):
+        if not refs:
+            raise MilanError(f"unit {uid} has no descriptions to score against; "
+                             "describe unannotated units with milan-describe")
+    train_ids = list(train_ds["unit_id"])
+    train_anns = [list(a) for a in train_ds["annotations"]]
+    _fingerprint(h, f"{split.name}/train", train_ids, train_anns)
+    _fingerprint(h, f"{split.name}/test", test_ids, references)
+    test_h = hashlib.sha256()
+    _fingerprint(test_h, "test", test_ids, references)
+    hidden = [c for c in _HIDDEN if c in test_ds.column_names]
+    return _SplitData(
+        split=split,
+        train=UnitSet(train_ds.remove_columns([c for c in ("truth",) if c in train_ds.column_names]),
+                      annotated=True),
+        test=UnitSet(test_ds.remove_columns(hidden)),
+        test_ids=test_ids, layers=[str(x) for x in test_ds["layer"]], units=[int(x) for x in test_ds["unit"]],
+        references=references, revision=test_h.hexdigest(),
+    )
+
+
+# --------------------------------------------------------------------------- describing
+
+def _check_output(name: str, out: Any, batch: list[str]) -> list[str]:
+    """The batch's descriptions, or a MilanError naming the describer and the offending unit."""
+    if out is None or isinstance(out, (str, bytes)) or not hasattr(out, "__len__"):
+        raise MilanError(f"describer {name!r} returned {type(out).__name__} instead of a list of "
+                         f"{len(batch)} descriptions (units {batch[0]} .. {batch[-1]})")
+    out = list(out)
+    if len(out) != len(batch):
+        raise MilanError(f"describer {name!r} returned {len(out)} descriptions for {len(batch)} units "
+                         f"(units {batch[0]} .. {batch[-1]})")
+    for uid, text in zip(batch, out):
+        if text is None:
+            raise MilanError(f"describer {name!r} returned None for unit {uid}")
+        if not isinstance(text, str):
+            raise MilanError(f"describer {name!r} returned {type(text).__name__} {text!r:.40} for unit {uid}; "
+                             "descriptions must be str")
+        if not text.strip():
+            raise MilanError(f"describer {name!r} returned an empty description for unit {uid}")
+    return out
+
+
+def _describe(describer: Describer, name: str, units: UnitSet, ids: list[str], indices: list[int],
+              batch_size: int, progress: bool, desc: str) -> list[str]:
+    """Describe `units[indices]` in batches; a failing batch is retried unit by unit to name the unit."""
+    from tqdm.auto import tqdm
+
+    out: list[str] = []
+    bar = tqdm(total=len(indices), desc=desc, unit="unit", disable=not progress, leave=False)
+    try:
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start:start + batch_size]
+            batch_ids = [ids[i] for i in chunk]
+            try:
+                result = describer.describe(_Batch(units, chunk))
+            except Exception as e:  # noqa: BLE001 - any failure of user code becomes one clear error
+                culprit = _first_failing(describer, units, chunk, ids) if len(chunk) > 1 else batch_ids[0]
+                where = f"unit {culprit}" if culprit else f"units {batch_ids[0]} .. {batch_ids[-1]}"
+                raise MilanError(f"describer {name!r} raised {type(e).__name__}: {e} while describing "
+                                 f"{where}") from e
+            out.extend(_check_output(name, result, batch_ids))
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+    return out
+
+
+def _first_failing(describer: Describer, units: UnitSet, chunk: list[int], ids: list[str]) -> str | None:
+    for i in chunk:
+        try:
+            describer.describe(_Batch(units, [i]))
+        except Exception:  # noqa: BLE001
+            return ids[i]
+    return None
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _fit(describer: Describer, name: str, train: UnitSet, split: Split) -> None:
+    fit = getattr(describer, "fit", None)
+    if fit is None:
+        return
+    try:
+        fit(train)
+    except MilanError as e:
+        raise MilanError(f"describer {name!r} could not fit on {split.name}: {e}") from e
+    except Exception as e:  # noqa: BLE001
+        raise MilanError(f"describer {name!r} raised {type(e).__name__}: {e} in fit on {split.name}") from e
+
+
+# --------------------------------------------------------------------------- distribution
+
+def _dist() -> tuple[Any, int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist, dist.get_rank(), dist.get_world_size()
+    return None, 0, 1
+
+
+def _gather(dist, payload: Any, world: int) -> list[Any]:
+    if dist is None:
+        return [payload]
+    out: list[Any] = [None] * world
+    dist.all_gather_object(out, payload)
+    return out
+
+
+# --------------------------------------------------------------------------- scores
+
+def _score_dict(scores: Mapping[str, Any]) -> dict[str, dict]:
+    out = {}
+    for metric, s in scores.items():
+        d = s.to_dict() if hasattr(s, "to_dict") else dict(s)
+        out[metric] = {"value": float(d["value"]), "ci95": [float(x) for x in d["ci95"]],
+                       "signature": str(d["signature"])}
+    return out
+
+
+def _mean_over_trials(per_trial: list[dict[str, dict]]) -> dict[str, dict]:
+    """Average values and interval bounds over trials; per-trial values are kept when there are several."""
+    out = {}
+    for metric in per_trial[0]:
+        rows = [t[metric] for t in per_trial]
+        entry = {"value": float(np.mean([r["value"] for r in rows])),
+                 "ci95": [float(np.mean([r["ci95"][0] for r in rows])), float(np.mean([r["ci95"][1] for r in rows]))],
+                 "signature": rows[0]["signature"]}
+        if len(rows) > 1:
+            entry["trial_values"] = [r["value"] for r in rows]
+        out[metric] = entry
+    return out
+
+
+def best_floor(floors: Mapping[str, Mapping[str, dict]]) -> dict[str, dict]:
+    """Per metric, the higher of the floors (the first floor wins a tie)."""
+    out = {}
+    for metric in next(iter(floors.values())):
+        name = max(FLOOR_DESCRIBERS, key=lambda f: (floors[f][metric]["value"], -FLOOR_DESCRIBERS.index(f)))
+        out[metric] = {**{k: floors[name][metric][k] for k in ("value", "ci95", "signature")}, "describer": name}
+    return out
+
+
+def normalized_scores(method: Mapping[str, dict], floor: Mapping[str, dict], ceiling: Mapping[str, dict]
+                      ) -> dict[str, dict]:
+    """(method - best floor) / (ceiling - best floor); null where the ceiling does not clear the floor."""
+    out = {}
+    for metric, m in method.items():
+        f, c = floor[metric]["value"], ceiling[metric]["value"]
+        span = c - f
+        if span <= 1e-12:
+            out[metric] = {"value": None, "ci95": [None, None],
+                           "signature": f"{m['signature']}|normalized:ceiling<=floor"}
+            continue
+        out[metric] = {"value": (m["value"] - f) / span, "ci95": [(x - f) / span for x in m["ci95"]],
+                       "signature": f"{m['signature']}|normalized"}
+    return out
+
+
+def _expand_configs(names: Sequence[str]) -> set[str]:
+    out: set[str] = set()
+    for n in names:
+        try:
+            out.update(resolve_configs(n))
+        except MilanError:
+            out.add(n)
+    return out
+
+
+# --------------------------------------------------------------------------- environment
+
+def _version(dist_name: str) -> str | None:
+    try:
+        return metadata.version(dist_name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git_hash() -> str | None:
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def environment(device: str, world: int = 1) -> dict:
+    """What produced the numbers: interpreter, library versions, code revision, device."""
+    dev = str(device)
+    if dev.startswith("cuda") and torch.cuda.is_available():
+        dev = f"{dev} ({torch.cuda.get_device_name(torch.device(dev))})"
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "transformers": _version("transformers"),
+        "bert_score": _version("bert-score"),
+        "sacrebleu": _version("sacrebleu"),
+        "datasets": _version("datasets"),
+        "milannotations": _version("milannotations"),
+        "git": _git_hash(),
+        "device": dev,
+        "world_size": world,
+    }
+
+
+# --------------------------------------------------------------------------- evaluate
+
+def _describer_factory(describer: Any, describer_args: Mapping[str, Any] | None
+                       ) -> tuple[Callable[[], Describer], Describer]:
+    """A maker of fresh describers (names are rebuilt per split and trial) and the first one."""
+    args = dict(describer_args or {})
+    if isinstance(describer, str):
+        def make() -> Describer:
+            return create_describer(describer, **args)
+    else:
+        if args:
+            raise MilanError("describer_args are only used with a describer name; build the instance with them")
+        for attr in ("meta", "describe"):
+            if not hasattr(describer, attr):
+                raise MilanError(f"{describer!r} has no {attr!r}; see milannotations.Describer")
+
+        def make() -> Describer:
+            return describer
+    return make, make()
+
+
+def evaluate(describer: str | Describer, *, benchmark: str = "synth", protocol: str = "within-network",
+             configs: Sequence[str] | None = None, root: str | Path | None = None, scorer: str = "offline",
+             limit: int | None = None, trials: int = 1, seed: int = 0, device: str = "cpu",
+             output: str | Path | None = None, describer_args: Mapping[str, Any] | None = None,
+             batch_size: int = 32, progress: bool = True) -> dict:
+    """Score a describer on a protocol's splits against humans, with floors and the ceiling beside it.
+
+    `describer` is a registry name (built-in, entry point, `module:attr`,
+    `file.py:attr`, built with `describer_args`) or a ready instance. A
+    describer named by string is built fresh for every split and trial, so
+    nothing learned on one split leaks into another; an instance is re-fit.
+    Returns the results dict and, with `output`, writes `results.json` and
+    `descriptions.csv` there (both or neither).
+    """
+    t_start = time.perf_counter()
+    if trials < 1:
+        raise MilanError(f"--trials must be at least 1, got {trials}")
+    if limit is not None and limit < 1:
+        raise MilanError(f"--limit must be at least 1, got {limit}")
+    if batch_size < 1:
+        raise MilanError(f"batch size must be at least 1, got {batch_size}")
+    splits = protocol_splits(benchmark, protocol, configs)
+    make, first = _describer_factory(describer, describer_args)
+    meta = first.meta
+    name = getattr(meta, "name", None) or str(describer)
+    trained_on = _expand_configs(tuple(getattr(meta, "trained_on", ())))
+    dist, rank, world = _dist()
+    show = progress and rank == 0
+    timing = {"fit_s": 0.0, "describe_s": 0.0, "score_s": 0.0}
+
+    # Phase 1, every rank: fit, describe this rank's shard, gather. Errors travel with the gather,
+    # so one failing rank cannot leave the others waiting.
+    revision_h = hashlib.sha256(f"{benchmark}\x1e{protocol}".encode())
+    data: list[_SplitData] = []
+    error: str | None = None
+    pending = first
+    for split in splits:
+        try:
+            sd = _prepare(split, root, limit, seed, revision_h)
+        except MilanError as e:
+            error = str(e)
+        if error is None:
+            for trial in range(trials):
+                shard = list(range(rank, len(sd.test_ids), world))
+                try:
+                    _seed_everything(seed + trial)
+                    d, pending = (pending if pending is not None else make()), None
+                    t = time.perf_counter()
+                    _fit(d, name, sd.train, split)
+                    timing["fit_s"] += time.perf_counter() - t
+                    t = time.perf_counter()
+                    texts = _describe(d, name, sd.test, sd.test_ids, shard, batch_size, show,
+                                      f"{split.name} trial {trial}" if trials > 1 else split.name)
+                    timing["describe_s"] += time.perf_counter() - t
+                    payload: tuple = ("ok", shard, texts)
+                except MilanError as e:
+                    payload = ("error", str(e))
+                gathered = _gather(dist, payload, world)
+                errs = [p[1] for p in gathered if p[0] == "error"]
+                if errs:
+                    error = errs[0]
+                    break
+                merged: list[str | None] = [None] * len(sd.test_ids)
+                for _, idx, texts in gathered:
+                    for i, text in zip(idx, texts):
+                        merged[i] = text
+                sd.descriptions.append(merged)  # type: ignore[arg-type]
+            data.append(sd)
+        if dist is not None:  # every rank stops at the same split when any of them failed
+            flags = _gather(dist, error, world)
+            error = next((e for e in flags if e), None)
+        if error is not None:
+            break
+    if error is not None:
+        raise MilanError(error)
+
+    # Phase 2, rank 0: floors, scores, ceiling, files. The outcome is broadcast to every rank.
+    outcome: tuple = ("ok", None)
+    if rank == 0:
+        try:
+            results = _score_and_write(
+                data, name=name, meta=meta, trained_on=trained_on, benchmark=benchmark, protocol=protocol,
+                scorer=scorer, limit=limit, trials=trials, seed=seed, device=device, output=output,
+                describer_args=describer_args, batch_size=batch_size, progress=show,
+                revision=revision_h.hexdigest(), timing=timing, t_start=t_start, world=world)
+            outcome = ("ok", results)
+        except MilanError as e:
+            outcome = ("error", str(e))
+    if dist is not None:
+        box = [outcome]
+        dist.broadcast_object_list(box, src=0)
+        outcome = box[0]
+    if outcome[0] == "error":
+        raise MilanError(outcome[1])
+    return outcome[1]
+
+
+def _score_and_write(data: list[_SplitData], *, name: str, meta, trained_on: set[str], benchmark: str,
+                     protocol: str, scorer: str, limit, trials: int, seed: int, device: str, output,
+                     describer_args, batch_size: int, progress: bool, revision: str, timing: dict,
+                     t_start: float, world: int) -> dict:
+    from .metrics import Scorer
+
+    scorer_obj = Scorer(scorer=scorer, device=device, seed=seed)
+    split_docs, rows = [], []
+    for sd in data:
+        refs = sd.references
+        t = time.perf_counter()
+        floors = {}
+        for fname in FLOOR_DESCRIBERS:  # fit on the same training units as the method
+            floor = create_describer(fname, seed=seed) if fname == "random-unit" else create_describer(fname)
+            floor.fit(sd.train)
+            texts = _describe(floor, fname, sd.test, sd.test_ids, list(range(len(sd.test_ids))), 4096, False, fname)
+            floors[fname] = _score_dict(scorer_obj.score(texts, refs, revision=sd.revision))
+        method = _mean_over_trials([_score_dict(scorer_obj.score(list(texts), refs, revision=sd.revision))
+                                    for texts in sd.descriptions])
+        ceiling = _score_dict(scorer_obj.ceiling(refs, revision=sd.revision))
+        timing["score_s"] += time.perf_counter() - t
+        floor = best_floor(floors)
+        split_docs.append({
+            **sd.split.to_dict(),
+            "n_units": len(sd.test_ids),
+            "held_out": not (trained_on & set(sd.split.test)),
+            "revision": sd.revision,
+            "metrics": method, "floors": floors, "floor": floor, "ceiling": ceiling,
+            "normalized": normalized_scores(method, floor, ceiling),
+        })
+        for trial, texts in enumerate(sd.descriptions):
+            rows.extend({"unit_id": uid, "layer": layer, "unit": unit, "description": text,
+                         "split": sd.split.name, "trial": trial}
+                        for uid, layer, unit, text in zip(sd.test_ids, sd.layers, sd.units, texts))
+    meta_dict = meta.to_dict() if hasattr(meta, "to_dict") else {"name": name}
+    describer_doc = {"name": name, "version": str(meta_dict.get("version", "0")),
+                     "trained_on": [str(x) for x in meta_dict.get("trained_on", ())],
+                     "args": json.loads(json.dumps(dict(describer_args or {}), default=repr)),
+                     "citation": str(meta_dict.get("citation", "")),
+                     "reference": str(meta_dict.get("reference", "")),
+                     "reproducible": bool(meta_dict.get("reproducible", True))}
+    timing["total_s"] = time.perf_counter() - t_start
+    results = {
+        "benchmark": benchmark, "revision": revision, "protocol": protocol, "scorer": scorer,
+        "seed": seed, "trials": trials, "limit": limit, "batch_size": batch_size,
+        "describer": describer_doc, "splits": split_docs,
+        "environment": environment(device, world),
+        "timing": {k: round(v, 3) for k, v in timing.items()},
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if output is not None:
+        write_run(output, results, rows)
+    return results

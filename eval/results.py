@@ -1,0 +1,283 @@
+"""The results files of a run: `results.json` and `descriptions.csv`, written atomically and checked.
+
+`results.json` carries every number with its interval and metric signature,
+the floors and the human ceiling beside it, the data revision, the describer
+meta and the environment; `descriptions.csv` holds every description the
+numbers were computed from. `validate_results` checks a results document
+against `RESULTS_SCHEMA` (a subset of JSON Schema, checked here without a
+dependency); the leaderboard reuses it for submissions.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from milannotations.errors import MilanError
+
+DESCRIPTION_COLUMNS = ("unit_id", "layer", "unit", "description", "split", "trial")
+RESULTS_FILE = "results.json"
+DESCRIPTIONS_FILE = "descriptions.csv"
+FLOOR_DESCRIBERS = ("constant", "random-unit")
+
+
+def metric_names() -> tuple[str, ...]:
+    from .metrics import METRIC_NAMES
+
+    return tuple(METRIC_NAMES)
+
+
+# --------------------------------------------------------------------------- schema
+
+_NUM = {"type": "number"}
+_CI = {"type": "array", "items": {"type": ["number", "null"]}, "minItems": 2, "maxItems": 2}
+_SCORE = {"type": "object", "required": ["value", "ci95", "signature"],
+          "properties": {"value": _NUM, "ci95": _CI, "signature": {"type": "string", "minLength": 1}}}
+_NORMALIZED_SCORE = {**_SCORE, "properties": {**_SCORE["properties"], "value": {"type": ["number", "null"]}}}
+_FLOOR_SCORE = {**_SCORE, "required": _SCORE["required"] + ["describer"],
+                "properties": {**_SCORE["properties"], "describer": {"enum": list(FLOOR_DESCRIBERS)}}}
+
+
+def _metric_map(score_schema: dict) -> dict:
+    return {"type": "object", "metrics": True, "additionalProperties": score_schema, "minProperties": 1}
+
+
+_SPLIT = {
+    "type": "object",
+    "required": ["name", "train", "test", "n_units", "held_out", "metrics", "floors", "floor", "ceiling",
+                 "normalized"],
+    "properties": {
+        "name": {"type": "string", "minLength": 1},
+        "train": {"type": "array", "items": {"type": "string"}},
+        "test": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        "n_units": {"type": "integer", "minimum": 1},
+        "held_out": {"type": "boolean"},
+        "metrics": _metric_map(_SCORE),
+        "floors": {"type": "object", "required": list(FLOOR_DESCRIBERS),
+                   "properties": {f: _metric_map(_SCORE) for f in FLOOR_DESCRIBERS}},
+        "floor": _metric_map(_FLOOR_SCORE),
+        "ceiling": _metric_map(_SCORE),
+        "normalized": _metric_map(_NORMALIZED_SCORE),
+    },
+}
+
+RESULTS_SCHEMA: dict = {
+    "type": "object",
+    "required": ["benchmark", "revision", "protocol", "scorer", "seed", "trials", "limit", "describer",
+                 "splits", "environment", "timing", "date"],
+    "properties": {
+        "benchmark": {"enum": ["synth", "milannotations"]},
+        "revision": {"type": "string", "pattern_hex": 64},
+        "protocol": {"type": "string", "minLength": 1},
+        "scorer": {"type": "string", "minLength": 1},
+        "seed": {"type": "integer"},
+        "trials": {"type": "integer", "minimum": 1},
+        "limit": {"type": ["integer", "null"]},
+        "describer": {"type": "object", "required": ["name", "version", "trained_on", "args", "citation",
+                                                     "reproducible"],
+                      "properties": {"name": {"type": "string", "minLength": 1}, "version": {"type": "string"},
+                                     "trained_on": {"type": "array", "items": {"type": "string"}},
+                                     "args": {"type": "object"}, "citation": {"type": "string"},
+                                     "reproducible": {"type": "boolean"}}},
+        "splits": {"type": "array", "items": _SPLIT, "minItems": 1},
+        "environment": {"type": "object", "required": ["python", "torch", "milannotations", "bert_score",
+                                                       "sacrebleu", "git", "device"]},
+        "timing": {"type": "object", "required": ["fit_s", "describe_s", "score_s", "total_s"],
+                   "additionalProperties": _NUM},
+        "date": {"type": "string", "minLength": 10},
+    },
+}
+
+_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
+
+
+def _is_type(value: Any, name: str) -> bool:
+    if name == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if name == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, _TYPES[name])
+
+
+def _check(value: Any, schema: dict, path: str, errors: list[str], known_metrics: tuple[str, ...]) -> None:
+    types = schema.get("type")
+    if types is not None:
+        names = [types] if isinstance(types, str) else types
+        if not any(_is_type(value, t) for t in names):
+            errors.append(f"{path}: expected {' or '.join(names)}, got {type(value).__name__} {value!r:.60}")
+            return
+    if "enum" in schema and value not in schema["enum"]:
+        errors.append(f"{path}: {value!r} is not one of {schema['enum']}")
+    if isinstance(value, str):
+        if len(value) < schema.get("minLength", 0):
+            errors.append(f"{path}: must not be empty")
+        if "pattern_hex" in schema and (len(value) != schema["pattern_hex"]
+                                        or any(c not in "0123456789abcdef" for c in value)):
+            errors.append(f"{path}: expected {schema['pattern_hex']} lowercase hex digits")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and "minimum" in schema:
+        if value < schema["minimum"]:
+            errors.append(f"{path}: {value} is below {schema['minimum']}")
+    if isinstance(value, list):
+        if len(value) < schema.get("minItems", 0) or len(value) > schema.get("maxItems", math.inf):
+            errors.append(f"{path}: has {len(value)} items")
+        if "items" in schema:
+            for i, item in enumerate(value):
+                _check(item, schema["items"], f"{path}[{i}]", errors, known_metrics)
+    if isinstance(value, dict):
+        for key in schema.get("required", ()):
+            if key not in value:
+                errors.append(f"{path}: missing {key!r}")
+        if len(value) < schema.get("minProperties", 0):
+            errors.append(f"{path}: is empty")
+        props = schema.get("properties", {})
+        for key, item in value.items():
+            if schema.get("metrics") and key not in known_metrics:
+                errors.append(f"{path}: unknown metric {key!r}; known: {', '.join(known_metrics)}")
+            if key in props:
+                _check(item, props[key], f"{path}.{key}", errors, known_metrics)
+            elif "additionalProperties" in schema:
+                _check(item, schema["additionalProperties"], f"{path}.{key}", errors, known_metrics)
+
+
+def results_errors(doc: Any) -> list[str]:
+    """Every way `doc` departs from the results format (empty when valid)."""
+    errors: list[str] = []
+    known = metric_names()
+    _check(doc, RESULTS_SCHEMA, "results", errors, known)
+    if errors:
+        return errors
+    for i, split in enumerate(doc["splits"]):
+        where = f"results.splits[{i}] ({split['name']})"
+        names = set(split["metrics"])
+        for section in ("ceiling", "floor", "normalized"):
+            if set(split[section]) != names:
+                errors.append(f"{where}.{section}: metrics {sorted(split[section])} differ from {sorted(names)}")
+        for f in FLOOR_DESCRIBERS:
+            if set(split["floors"][f]) != names:
+                errors.append(f"{where}.floors.{f}: metrics differ from {sorted(names)}")
+    seen = [s["name"] for s in doc["splits"]]
+    if len(set(seen)) != len(seen):
+        errors.append("results.splits: split names repeat")
+    return errors
+
+
+def validate_results(doc: Any, source: str = RESULTS_FILE) -> None:
+    """Raise `MilanError` naming the first problems when `doc` is not a valid results document."""
+    errors = results_errors(doc)
+    if errors:
+        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+        raise MilanError(f"{source} is not a valid results file: {'; '.join(errors[:3])}{more}")
+
+
+# --------------------------------------------------------------------------- descriptions.csv
+
+def descriptions_csv(rows: Iterable[Mapping[str, Any]]) -> str:
+    """The CSV text of description rows (columns `DESCRIPTION_COLUMNS`)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=DESCRIPTION_COLUMNS, lineterminator="\n", extrasaction="raise")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: row[k] for k in DESCRIPTION_COLUMNS})
+    return buf.getvalue()
+
+
+def read_descriptions(path: str | Path) -> list[dict]:
+    """Rows of a descriptions.csv, with `unit` and `trial` as ints; refuses a wrong header."""
+    path = Path(path)
+    if not path.is_file():
+        raise MilanError(f"{path} does not exist")
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        header = tuple(reader.fieldnames or ())
+        if header[:4] != DESCRIPTION_COLUMNS[:4]:
+            raise MilanError(f"{path}: header must start with {','.join(DESCRIPTION_COLUMNS[:4])}, "
+                             f"got {','.join(header)}")
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            try:
+                row["unit"] = int(row["unit"])
+                row["trial"] = int(row.get("trial") or 0)
+            except ValueError as e:
+                raise MilanError(f"{path}:{line}: unit and trial must be integers ({e})") from e
+            row.setdefault("split", "")
+            rows.append(row)
+    return rows
+
+
+def check_descriptions(doc: Mapping, rows: list[dict], source: str = DESCRIPTIONS_FILE) -> None:
+    """Refuse a descriptions.csv that does not cover each split and trial of `doc` exactly once per unit."""
+    trials = int(doc["trials"])
+    for split in doc["splits"]:
+        for t in range(trials):
+            ids = [r["unit_id"] for r in rows if r["split"] == split["name"] and r["trial"] == t]
+            if len(ids) != split["n_units"] or len(set(ids)) != len(ids):
+                raise MilanError(f"{source}: split {split['name']!r} trial {t} has {len(ids)} descriptions "
+                                 f"({len(set(ids))} distinct units) for {split['n_units']} units")
+    names = {s["name"] for s in doc["splits"]}
+    stray = {r["split"] for r in rows} - names
+    if stray:
+        raise MilanError(f"{source}: rows for splits not in results.json: {sorted(stray)}")
+
+
+# --------------------------------------------------------------------------- files
+
+def write_run(output: str | Path, results: Mapping, rows: Iterable[Mapping[str, Any]]) -> Path:
+    """Write results.json and descriptions.csv into `output`, both or neither.
+
+    The files are written in a staging folder beside `output` and moved in
+    only once both are complete and the results validate.
+    """
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise MilanError(f"--output {output} exists and is not a folder")
+    validate_results(results)
+    parent = output.parent if str(output.parent) else Path(".")
+    parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".staging-{output.name}-", dir=parent))
+    try:
+        (stage / RESULTS_FILE).write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n",
+                                          encoding="utf-8")
+        (stage / DESCRIPTIONS_FILE).write_text(descriptions_csv(rows), encoding="utf-8")
+        output.mkdir(parents=True, exist_ok=True)
+        # descriptions first: a results.json is never beside stale descriptions of another run
+        os.replace(stage / DESCRIPTIONS_FILE, output / DESCRIPTIONS_FILE)
+        os.replace(stage / RESULTS_FILE, output / RESULTS_FILE)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return output
+
+
+def write_descriptions(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:
+    """Write one descriptions.csv atomically (milan-describe)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(descriptions_csv(rows))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_results(folder: str | Path) -> dict:
+    """results.json of a run folder (or the file itself), validated."""
+    path = Path(folder)
+    if path.is_dir():
+        path = path / RESULTS_FILE
+    if not path.is_file():
+        raise MilanError(f"{path} does not exist")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise MilanError(f"{path} is not JSON: {e}") from e
+    validate_results(doc, str(path))
+    return doc

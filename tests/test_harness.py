@@ -1,0 +1,295 @@
+"""The harness: floors, protocols, what describers see, refused outputs, trials, limits, results format."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from baselines.floors import ConstantDescriber, RandomUnitDescriber
+from eval import evaluate, protocol_splits, read_descriptions, read_results, results_errors
+from milannotations import AnnotatedExemplars, DescriberMeta, Exemplars, MilanError, UnitSet, load
+from tests.eval_corpus import CONCEPTS, concept_of, write_eval_corpus
+
+CONFIG = "synth-shallow-plain"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return write_eval_corpus(tmp_path_factory.mktemp("evalcorpus") / "milannotations")
+
+
+class PixelReader:
+    """Reads the colour of each unit's first exemplar: a describer that beats the floors honestly."""
+
+    meta = DescriberMeta(name="pixel-reader", version="1")
+
+    def fit(self, train) -> None:
+        pass
+
+    def describe(self, units):
+        return [f"bright {concept_of(u.images[0])} on the left" for u in units]
+
+
+@pytest.fixture(scope="module")
+def constant_run(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "constant"
+    return evaluate("constant", root=corpus, configs=[CONFIG], output=out, progress=False), out
+
+
+# --------------------------------------------------------------------------- floors
+
+def _annotated(texts_per_unit):
+    import torch
+
+    return [AnnotatedExemplars(unit_id=f"c/l/{i}", model="m", dataset="d", layer="l", unit=i,
+                               images=torch.zeros(0, 3, 2, 2, dtype=torch.uint8),
+                               masks=torch.zeros(0, 1, 2, 2, dtype=torch.bool), annotations=tuple(t))
+            for i, t in enumerate(texts_per_unit)]
+
+
+def test_constant_picks_most_frequent_training_description_with_deterministic_ties():
+    d = ConstantDescriber()
+    d.fit(_annotated([["Dogs.", "cats"], ["dogs", "birds"], ["cats "]]))
+    # "dogs" and "cats" both appear twice after normalisation; the alphabetical first wins
+    assert d.describe([None] * 3) == ["cats"] * 3
+    d.fit(_annotated([["zebra", "zebra"], ["apple"]]))
+    assert d.describe([None]) == ["zebra"]
+    fixed = ConstantDescriber(text="a thing")
+    fixed.fit(_annotated([["other"]]))
+    assert fixed.describe([None, None]) == ["a thing", "a thing"]
+    with pytest.raises(MilanError, match="fit"):
+        ConstantDescriber().describe([None])
+
+
+def test_random_unit_draws_seeded_training_descriptions_only():
+    train = _annotated([[f"unit {i} text {j}" for j in range(3)] for i in range(20)])
+    pool = {t for u in train for t in u.annotations}
+    a, b, c = RandomUnitDescriber(seed=1), RandomUnitDescriber(seed=1), RandomUnitDescriber(seed=2)
+    for d in (a, b, c):
+        d.fit(train)
+    out_a, out_b, out_c = a.describe([None] * 50), b.describe([None] * 50), c.describe([None] * 50)
+    assert out_a == out_b and out_a != out_c
+    assert set(out_a) <= pool and len(set(out_a)) > 10
+    a.fit(train)  # refitting restarts the same sequence
+    assert a.describe([None] * 50) == out_b
+
+
+def test_floors_read_text_columns_of_a_unitset(corpus):
+    train = UnitSet(load(CONFIG, split="train", root=corpus), annotated=True)
+    d = ConstantDescriber()
+    d.fit(train)
+    counts = {}
+    for anns in train.annotations():
+        for a in anns:
+            counts[a] = counts.get(a, 0) + 1
+    top = max(counts.values())
+    assert d.text == min(a for a, c in counts.items() if c == top)
+
+
+# --------------------------------------------------------------------------- protocols
+
+def test_protocols_match_the_paper_and_configs_restrict():
+    real = {s.name: s for s in protocol_splits("milannotations", "across-network")}
+    assert real["alexnet->resnet152"].train == ("alexnet-imagenet", "alexnet-places365")
+    assert real["alexnet->resnet152"].test == ("resnet152-imagenet", "resnet152-places365")
+    assert real["alexnet->resnet152"].test_split is None
+    arch = protocol_splits("milannotations", "across-arch")
+    assert [(s.name, len(s.train), s.test) for s in arch] == [("base->dino_vits8-imagenet", 6,
+                                                                ("dino_vits8-imagenet",))]
+    within = protocol_splits("milannotations", "within-network")
+    assert len(within) == 6 and all(s.train_split == "train" and s.test_split == "test" for s in within)
+    loo = protocol_splits("milannotations", "leave-one-out", ["alexnet-imagenet"])
+    assert [s.name for s in loo] == ["not-alexnet-imagenet->alexnet-imagenet"]
+    assert len(protocol_splits("milannotations", "leave-one-out")) == 12
+    fam = protocol_splits("synth", "across-family")
+    assert [s.name for s in fam] == ["synth-shallow->synth-deep", "synth-deep->synth-shallow"]
+    assert [s.name for s in protocol_splits("synth", "within-network", ["synth-deep"])] == [
+        "synth-deep-plain", "synth-deep-cluttered"]
+    with pytest.raises(MilanError, match="selects no split"):
+        protocol_splits("synth", "within-network", ["alexnet-imagenet"])
+    with pytest.raises(MilanError, match="across-arch"):
+        protocol_splits("synth", "across-arch")
+
+
+def test_cross_config_protocol_trains_on_all_units_of_train_configs(corpus):
+    seen = {}
+
+    class Recorder(PixelReader):
+        meta = DescriberMeta(name="recorder")
+
+        def fit(self, train):
+            seen.setdefault("train", []).append(list(train.unit_ids))
+
+        def describe(self, units):
+            seen.setdefault("test", []).extend(u.unit_id for u in units)
+            return super().describe(units)
+
+    res = evaluate(Recorder(), root=corpus, protocol="across-family", configs=["synth-shallow->synth-deep"],
+                   limit=5, progress=False)
+    train_ids = seen["train"][0]
+    assert len(train_ids) == 2 * 24 and {u.split("/")[0] for u in train_ids} == {
+        "synth-shallow-plain", "synth-shallow-cluttered"}
+    assert len(seen["test"]) == 5 and {u.split("/")[0] for u in seen["test"]} <= {
+        "synth-deep-plain", "synth-deep-cluttered"}
+    assert res["splits"][0]["n_units"] == 5 and res["splits"][0]["test_split"] == "all"
+
+
+# --------------------------------------------------------------------------- results
+
+def test_results_follow_the_format(constant_run):
+    res, out = constant_run
+    assert results_errors(res) == []
+    assert read_results(out) == json.loads((out / "results.json").read_text())
+    assert res["benchmark"] == "synth" and res["protocol"] == "within-network" and res["scorer"] == "offline"
+    assert len(res["revision"]) == 64
+    split = res["splits"][0]
+    assert split["name"] == CONFIG and split["train"] == [CONFIG] and split["test"] == [CONFIG]
+    assert split["n_units"] == 8 and split["held_out"] is True
+    for section in ("metrics", "ceiling", "normalized", "floor"):
+        assert set(split[section]) == {"bertscore_f1", "bleu", "rouge_l", "cider", "retrieval_top1",
+                                       "retrieval_mrr"}
+    assert res["describer"]["name"] == "constant"
+    assert set(res["environment"]) >= {"python", "torch", "transformers", "bert_score", "sacrebleu", "datasets",
+                                       "git", "device"}
+    assert set(res["timing"]) == {"fit_s", "describe_s", "score_s", "total_s"}
+    rows = read_descriptions(out / "descriptions.csv")
+    assert (out / "descriptions.csv").read_text().splitlines()[0] == "unit_id,layer,unit,description,split,trial"
+    assert len(rows) == 8 and {r["split"] for r in rows} == {CONFIG} and {r["trial"] for r in rows} == {0}
+    assert all(r["unit_id"] == f"{CONFIG}/{r['layer']}/{r['unit']}" for r in rows)
+
+
+def test_constant_scores_chance_on_retrieval_and_ceiling_clears_floors(constant_run):
+    res, _ = constant_run
+    split = res["splits"][0]
+    n = split["n_units"]
+    assert split["metrics"]["retrieval_top1"]["value"] == pytest.approx(1 / n)
+    assert split["metrics"]["retrieval_mrr"]["value"] == pytest.approx(sum(1 / r for r in range(1, n + 1)) / n)
+    # the method is the constant floor itself
+    for m, s in split["metrics"].items():
+        assert s["value"] == pytest.approx(split["floors"]["constant"][m]["value"])
+        best = max(split["floors"]["constant"][m]["value"], split["floors"]["random-unit"][m]["value"])
+        assert split["floor"][m]["value"] == best
+        assert split["ceiling"][m]["value"] > best, m
+        assert split["normalized"][m]["value"] <= 1e-9
+        lo, hi = s["ci95"]
+        assert lo <= s["value"] <= hi
+
+
+# --------------------------------------------------------------------------- what describers see
+
+def test_describers_never_receive_annotations_or_truth(corpus, tmp_path):
+    test_ds = load(CONFIG, split="test", root=corpus)
+    secrets = {a for anns in test_ds["annotations"] for a in anns} | set(test_ds["truth"])
+    got = {}
+
+    class Spy(PixelReader):
+        meta = DescriberMeta(name="spy")
+
+        def fit(self, train):
+            got["train"] = train
+
+        def describe(self, units):
+            got.setdefault("units", []).append(units)
+            for u in units:
+                assert type(u) is Exemplars, type(u)
+                assert not hasattr(u, "annotations") and not hasattr(u, "truth")
+                for value in vars(u).values():
+                    assert not (isinstance(value, str) and value in secrets)
+            return super().describe(units)
+
+    res = evaluate(Spy(), root=corpus, configs=[CONFIG], output=tmp_path / "spy", progress=False, batch_size=3)
+    # reading pixels (all a describer may read) is enough to beat both floors
+    split = res["splits"][0]
+    assert split["metrics"]["retrieval_top1"]["value"] == 1.0
+    for m in ("bertscore_f1", "bleu", "rouge_l", "cider", "retrieval_mrr"):
+        assert split["normalized"][m]["value"] > 0.5, m
+        assert split["metrics"][m]["value"] > split["floor"][m]["value"], m
+    batches = got["units"]
+    assert [len(b) for b in batches] == [3, 3, 2]
+    assert sorted(u.unit_id for b in batches for u in b) == sorted(test_ds["unit_id"])
+    for b in batches:
+        assert not hasattr(b, "annotations") and not hasattr(b, "dataset")
+        assert not any(isinstance(v, str) and v in secrets for v in vars(b).values())
+        with pytest.raises(AttributeError):
+            b.annotations()
+        for value in vars(b).values():  # the lazy view's backing data holds no hidden column either
+            if hasattr(value, "dataset"):
+                assert not {"annotations", "truth"} & set(value.dataset.column_names)
+    # training units: descriptions yes (that is what fit is for), truth never
+    train = got["train"]
+    assert isinstance(train[0], AnnotatedExemplars) and len(train[0].annotations) == 3
+    assert "truth" not in train.dataset.column_names
+    assert not set(train.unit_ids) & set(test_ds["unit_id"])
+
+
+# --------------------------------------------------------------------------- bad describers
+
+class Bad:
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.meta = DescriberMeta(name=f"bad-{mode}")
+
+    def fit(self, train) -> None:
+        pass
+
+    def describe(self, units):
+        out = ["fine"] * len(units)
+        target = next((i for i, u in enumerate(units) if u.unit == 5), None)
+        if target is None:
+            return out
+        if self.mode == "count":
+            return out[:-1]
+        if self.mode == "raise":
+            raise RuntimeError("model exploded")
+        out[target] = {"none": None, "nonstr": 42, "empty": "  ", "bytes": b"x"}[self.mode]
+        return out
+
+
+@pytest.mark.parametrize("mode,fragment", [
+    ("count", "returned 7 descriptions for 8 units"),
+    ("none", "returned None for unit synth-shallow-plain/layer1/5"),
+    ("nonstr", "returned int 42 for unit synth-shallow-plain/layer1/5"),
+    ("bytes", "returned bytes b'x' for unit synth-shallow-plain/layer1/5"),
+    ("empty", "returned an empty description for unit synth-shallow-plain/layer1/5"),
+    ("raise", "raised RuntimeError: model exploded while describing unit synth-shallow-plain/layer1/5"),
+])
+def test_bad_describers_are_refused_naming_describer_and_unit(corpus, tmp_path, mode, fragment):
+    out = tmp_path / "run"
+    with pytest.raises(MilanError) as err:
+        evaluate(Bad(mode), root=corpus, configs=[CONFIG], output=out, progress=False)
+    msg = str(err.value)
+    assert f"bad-{mode}" in msg and fragment in msg and "synth-shallow-plain/" in msg
+    assert not out.exists() and not list(tmp_path.iterdir())  # nothing written, no staging left
+
+
+# --------------------------------------------------------------------------- trials, limit, held-out
+
+def test_trials_average_and_limit_is_seeded(corpus, tmp_path, constant_run):
+    class Noisy:
+        meta = DescriberMeta(name="noisy", trained_on=("synth-shallow",))
+
+        def fit(self, train):
+            import random
+
+            self.rng = random.Random(random.random())  # follows the harness seed
+
+        def describe(self, units):
+            return [self.rng.choice(CONCEPTS) for _ in units]
+
+    res = evaluate(Noisy(), root=corpus, configs=[CONFIG], limit=5, trials=2, seed=3, output=tmp_path / "r",
+                   progress=False)
+    split = res["splits"][0]
+    assert split["n_units"] == 5 and split["held_out"] is False  # synth-shallow contains the test config
+    rows = read_descriptions(tmp_path / "r" / "descriptions.csv")
+    assert len(rows) == 10 and {r["trial"] for r in rows} == {0, 1}
+    ids = [[r["unit_id"] for r in rows if r["trial"] == t] for t in (0, 1)]
+    assert ids[0] == ids[1]
+    m = split["metrics"]["bleu"]
+    assert len(m["trial_values"]) == 2 and m["value"] == pytest.approx(sum(m["trial_values"]) / 2)
+    again = evaluate(Noisy(), root=corpus, configs=[CONFIG], limit=5, trials=2, seed=3, progress=False)
+    assert again["splits"][0]["metrics"]["bleu"]["trial_values"] == m["trial_values"]
+    assert again["revision"] == res["revision"]
+    # the revision fingerprints the units used: other units (all 8 here) give another one
+    assert constant_run[0]["revision"] != res["revision"]
