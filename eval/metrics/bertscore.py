@@ -277,36 +277,46 @@ def greedy_pairs(
 
 
 def greedy_matrix(
-    cands: Sequence[Embedded], refs: Sequence[Embedded], weights: TokenWeights, budget: int = 1 << 24, progress: bool = False
+    cands: Sequence[Embedded],
+    refs: Sequence[Embedded],
+    weights: TokenWeights,
+    budget: int = 1 << 24,
+    ref_block: int = 1024,
+    progress: bool = False,
 ) -> np.ndarray:
-    """BERTScore F of every candidate against every reference: array (n_cands, n_refs).
+    """BERTScore F of every candidate against every reference: float32 array (n_cands, n_refs).
 
-    Candidates are sorted by length and processed in chunks padded to the chunk's own length, so that
-    the similarity tensor stays under about `budget` floats.
+    References are taken in blocks of `ref_block` and candidates (sorted by length) in chunks, each padded
+    to its own longest sentence, so the similarity tensor stays under about `budget` floats whatever the
+    test-set size: memory is O(n_cands x n_refs) for the output only.
     """
-    r_emb, r_mask, r_w, r_empty = _pad(refs, weights)
-    n_r, l_r, d = r_emb.shape
-    r_flat = r_emb.reshape(n_r * l_r, d).T.contiguous()
+    out = np.zeros((len(cands), len(refs)), dtype=np.float32)
     order = sorted(range(len(cands)), key=lambda i: len(cands[i][0]))
-    chunks, start = [], 0
-    while start < len(order):
-        l_c = len(cands[order[min(len(order) - 1, start)]][0])
-        step = max(1, budget // max(1, n_r * l_r * l_c))
-        # lengths grow along `order`: size the chunk by its longest member
-        while step > 1 and len(cands[order[min(len(order), start + step) - 1]][0]) * step * n_r * l_r > budget:
-            step = max(1, step // 2)
-        chunks.append(order[start : start + step])
-        start += step
-    if progress and len(chunks) > 1:
+    blocks = [range(b, min(len(refs), b + ref_block)) for b in range(0, len(refs), ref_block)]
+    bar = None
+    if progress and len(cands) * len(refs) > 200_000:
         from tqdm.auto import tqdm
 
-        chunks = tqdm(chunks, desc="retrieval similarities", unit="chunk")
-    out = np.zeros((len(cands), n_r))
-    for idx in chunks:
-        c_emb, c_mask, c_w, c_empty = _pad([cands[i] for i in idx], weights)
-        n_c, l_c, _ = c_emb.shape
-        sim = (c_emb.reshape(-1, d) @ r_flat).reshape(n_c, l_c, n_r, l_r).transpose(1, 2)  # (c, r, Lc, Lr)
-        _, _, f = _prf(sim, c_mask[:, None, :], c_w[:, None, :], r_mask[None], r_w[None])
-        f = f.masked_fill(c_empty[:, None] | r_empty[None, :], 0.0)
-        out[idx] = f.double().numpy()
+        bar = tqdm(total=len(cands) * len(refs), desc="retrieval similarities", unit="pair", unit_scale=True)
+    for block in blocks:
+        r_emb, r_mask, r_w, r_empty = _pad([refs[j] for j in block], weights)
+        n_r, l_r, d = r_emb.shape
+        r_flat = r_emb.reshape(n_r * l_r, d).T.contiguous()
+        start = 0
+        while start < len(order):
+            step = max(1, budget // (n_r * l_r * len(cands[order[start]][0])))
+            while step > 1 and len(cands[order[min(len(order), start + step) - 1]][0]) * step * n_r * l_r > budget:
+                step = max(1, step // 2)  # lengths grow along `order`: size the chunk by its longest member
+            idx = order[start : start + step]
+            start += step
+            c_emb, c_mask, c_w, c_empty = _pad([cands[i] for i in idx], weights)
+            n_c, l_c, _ = c_emb.shape
+            sim = (c_emb.reshape(-1, d) @ r_flat).reshape(n_c, l_c, n_r, l_r).transpose(1, 2)  # (c, r, Lc, Lr)
+            _, _, f = _prf(sim, c_mask[:, None, :], c_w[:, None, :], r_mask[None], r_w[None])
+            f = f.masked_fill(c_empty[:, None] | r_empty[None, :], 0.0)
+            out[np.ix_(idx, list(block))] = f.numpy()
+            if bar is not None:
+                bar.update(n_c * n_r)
+    if bar is not None:
+        bar.close()
     return out

@@ -59,7 +59,7 @@ class Scorer:
         seed: bootstrap seed.
         model_path: replace the configuration's model by a local folder (then named in the signature).
         batch_size: sentences per forward pass.
-        progress: show tqdm bars while embedding and ranking.
+        progress: show tqdm bars on long embedding and ranking work.
     """
 
     def __init__(
@@ -72,7 +72,7 @@ class Scorer:
         *,
         model_path: str | os.PathLike | None = None,
         batch_size: int = 64,
-        progress: bool = False,
+        progress: bool = True,
     ):
         self.config = resolve_config(scorer, model_path)
         self.encoder = TokenEncoder(self.config, device=device, batch_size=batch_size)
@@ -138,11 +138,12 @@ class Scorer:
 
         prf = self._unit_prf(cand_items, flat_items, offsets, weights)
 
-        unique = list(dict.fromkeys(preds))  # identical predictions share one similarity row (exact ties)
-        row = {p: k for k, p in enumerate(unique)}
-        pair_f = greedy_matrix(
-            [cand_items[preds.index(p)] for p in unique], flat_items, weights, progress=self.progress
-        )[[row[p] for p in preds]]
+        first = {}  # identical predictions share one similarity row, so their ties are exact
+        for i, p in enumerate(preds):
+            first.setdefault(p, i)
+        row = {p: k for k, p in enumerate(first)}
+        pair_f = greedy_matrix([cand_items[i] for i in first.values()], flat_items, weights, progress=self.progress)
+        pair_f = pair_f[[row[p] for p in preds]]
         top1, rr = retrieval_per_unit(unit_similarity(pair_f, offsets))
 
         stats = bleu_stats(preds, refs)
