@@ -233,8 +233,10 @@ class TokenWeights:
         return torch.tensor([self.table.get(t, self.default) for t in ids.tolist()], dtype=torch.float32)
 
 
-def _pad(items: Sequence[Embedded], weights: TokenWeights) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Zero-padded embeddings (n, L, D), mask (n, L), normalised weights (n, L), empty flags (n,)."""
+def _pad(
+    items: Sequence[Embedded], weights: TokenWeights, device: str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Zero-padded embeddings (n, L, D), mask (n, L), normalised weights (n, L), empty flags (n,), on `device`."""
     lens = [len(ids) for ids, _ in items]
     n, L, D = len(items), max(lens), items[0][1].shape[1]
     emb = torch.zeros(n, L, D)
@@ -247,7 +249,7 @@ def _pad(items: Sequence[Embedded], weights: TokenWeights) -> tuple[torch.Tensor
     total = w.sum(dim=1, keepdim=True)
     w = torch.where(total > 0, w / total.clamp_min(1e-30), torch.zeros_like(w))
     empty = torch.tensor([length <= 2 for length in lens])  # only the special tokens: bert_score scores 0
-    return emb, mask, w, empty
+    return emb.to(device), mask.to(device), w.to(device), empty.to(device)
 
 
 def _prf(sim: torch.Tensor, c_mask, c_w, r_mask, r_w) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -260,19 +262,24 @@ def _prf(sim: torch.Tensor, c_mask, c_w, r_mask, r_w) -> tuple[torch.Tensor, tor
 
 
 def greedy_pairs(
-    cands: Sequence[Embedded], refs: Sequence[Embedded], weights: TokenWeights, pairs: Sequence[tuple[int, int]], batch: int = 512
+    cands: Sequence[Embedded],
+    refs: Sequence[Embedded],
+    weights: TokenWeights,
+    pairs: Sequence[tuple[int, int]],
+    batch: int = 512,
+    device: str = "cpu",
 ) -> np.ndarray:
     """BERTScore (P, R, F) of the given (candidate index, reference index) pairs: array (n_pairs, 3)."""
     out = []
     for start in range(0, len(pairs), batch):
         chunk = pairs[start : start + batch]
-        c_emb, c_mask, c_w, c_empty = _pad([cands[i] for i, _ in chunk], weights)
-        r_emb, r_mask, r_w, r_empty = _pad([refs[j] for _, j in chunk], weights)
+        c_emb, c_mask, c_w, c_empty = _pad([cands[i] for i, _ in chunk], weights, device)
+        r_emb, r_mask, r_w, r_empty = _pad([refs[j] for _, j in chunk], weights, device)
         sim = torch.bmm(c_emb, r_emb.transpose(1, 2))
         p, r, f = _prf(sim, c_mask, c_w, r_mask, r_w)
         dead = c_empty | r_empty
         prf = torch.stack([p, r, f], dim=-1).masked_fill(dead.unsqueeze(-1), 0.0)
-        out.append(prf.double().numpy())
+        out.append(prf.double().cpu().numpy())
     return np.concatenate(out, axis=0)
 
 
@@ -283,6 +290,7 @@ def greedy_matrix(
     budget: int = 1 << 24,
     ref_block: int = 1024,
     progress: bool = False,
+    device: str = "cpu",
 ) -> np.ndarray:
     """BERTScore F of every candidate against every reference: float32 array (n_cands, n_refs).
 
@@ -299,7 +307,7 @@ def greedy_matrix(
 
         bar = tqdm(total=len(cands) * len(refs), desc="retrieval similarities", unit="pair", unit_scale=True)
     for block in blocks:
-        r_emb, r_mask, r_w, r_empty = _pad([refs[j] for j in block], weights)
+        r_emb, r_mask, r_w, r_empty = _pad([refs[j] for j in block], weights, device)
         n_r, l_r, d = r_emb.shape
         r_flat = r_emb.reshape(n_r * l_r, d).T.contiguous()
         start = 0
@@ -309,12 +317,12 @@ def greedy_matrix(
                 step = max(1, step // 2)  # lengths grow along `order`: size the chunk by its longest member
             idx = order[start : start + step]
             start += step
-            c_emb, c_mask, c_w, c_empty = _pad([cands[i] for i in idx], weights)
+            c_emb, c_mask, c_w, c_empty = _pad([cands[i] for i in idx], weights, device)
             n_c, l_c, _ = c_emb.shape
             sim = (c_emb.reshape(-1, d) @ r_flat).reshape(n_c, l_c, n_r, l_r).transpose(1, 2)  # (c, r, Lc, Lr)
             _, _, f = _prf(sim, c_mask[:, None, :], c_w[:, None, :], r_mask[None], r_w[None])
             f = f.masked_fill(c_empty[:, None] | r_empty[None, :], 0.0)
-            out[np.ix_(idx, list(block))] = f.numpy()
+            out[np.ix_(idx, list(block))] = f.cpu().numpy()
             if bar is not None:
                 bar.update(n_c * n_r)
     if bar is not None:

@@ -75,6 +75,9 @@ class Scorer:
         progress: bool = True,
     ):
         self.config = resolve_config(scorer, model_path)
+        self.device = device
+        # floats per similarity block in the retrieval matching: ~64 MB on CPU, ~512 MB on an accelerator
+        self.match_budget = 1 << 24 if str(device) == "cpu" else 1 << 27
         self.encoder = TokenEncoder(self.config, device=device, batch_size=batch_size)
         if cache_dir is None:
             from milannotations.load import default_root
@@ -142,7 +145,9 @@ class Scorer:
         for i, p in enumerate(preds):
             first.setdefault(p, i)
         row = {p: k for k, p in enumerate(first)}
-        pair_f = greedy_matrix([cand_items[i] for i in first.values()], flat_items, weights, progress=self.progress)
+        pair_f = greedy_matrix(
+            [cand_items[i] for i in first.values()], flat_items, weights, budget=self.match_budget, progress=self.progress, device=self.device
+        )
         pair_f = pair_f[[row[p] for p in preds]]
         top1, rr = retrieval_per_unit(unit_similarity(pair_f, offsets))
 
@@ -163,7 +168,7 @@ class Scorer:
         """Per unit (P, R, F): each the max over the unit's references, then rescaled if configured."""
         n = len(cand_items)
         pairs = [(i, j) for i in range(n) for j in range(offsets[i], offsets[i + 1])]
-        prf = np.maximum.reduceat(greedy_pairs(cand_items, flat_items, weights, pairs), offsets[:-1], axis=0)
+        prf = np.maximum.reduceat(greedy_pairs(cand_items, flat_items, weights, pairs, device=self.device), offsets[:-1], axis=0)
         if self._baseline is not None:
             prf = (prf - self._baseline) / (1 - self._baseline)
         return prf
