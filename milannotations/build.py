@@ -39,6 +39,9 @@ DINO_ERRATA = (
 )
 
 
+_MARGIN = 4 << 20
+
+
 def _release_pages(arr: np.ndarray, index: int) -> None:
     """Drop the pages of `arr[index]` from this process's resident set (they stay in the page cache).
 
@@ -56,8 +59,10 @@ def _release_pages(arr: np.ndarray, index: int) -> None:
             base = np.frombuffer(mm, np.uint8).ctypes.data
             arr._milan_base = base
         item = arr[index]
-        start = item.ctypes.data - base
-        end = start + item.nbytes
+        # Page faults also map already-cached neighbour pages ("fault-around", 64 KiB by default), so
+        # release a margin on both sides too; unmapping pages of other units costs nothing.
+        start = max(0, item.ctypes.data - base - _MARGIN)
+        end = min(len(mm), item.ctypes.data - base + item.nbytes + _MARGIN)
         start -= start % mmap.PAGESIZE
         mm.madvise(mmap.MADV_DONTNEED, start, end - start)
     except (AttributeError, ValueError, OSError):
@@ -103,8 +108,9 @@ def _image_plan(release: OriginalRelease, real: RealConfig, sources: Mapping[str
     if status == "none" and not real.ships_images:
         return NOT_SHIPPED, None
     layer = next(n for n, lf in release.layers.items() if lf.images is None)
-    raise MilanError(f"{release.zip_label}: {layer}/images.npy is missing (layer {layer!r}); this config ships "
-                     f"images in every layer, or pass --{real.dataset} DIR to join them from local files")
+    why = "this config ships images in every layer" if real.ships_images else "other layers ship images"
+    raise MilanError(f"{release.zip_label}: {layer}/images.npy is missing (layer {layer!r}) but {why}; "
+                     f"pass --{real.dataset} DIR to join them from local files")
 
 
 def _rows(release: OriginalRelease, config: str, src: ImageSource | None) -> Iterator[UnitRow]:

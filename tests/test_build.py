@@ -33,17 +33,18 @@ def built(tmp_path_factory):
     places = make_original_zip(zips / "resnet152-places365.zip", PLACES_LAYERS, descriptions=PLACES_COUNTS, seed=1)
     imagenet = make_original_zip(zips / "alexnet-imagenet.zip", IMAGENET_LAYERS,
                                  descriptions={("conv1", 3): 1}, seed=2)
-    out = tmp / "milannotations"
+    out = tmp / "corpus-test-build"  # datasets caches local folders by name: keep it unique
     assert cli(["build", "--zip-dir", str(zips), "--out", str(out), "--no-progress"]) == 0
     return out, {"resnet152-places365": places, "alexnet-imagenet": imagenet}
 
 
+@pytest.mark.parametrize("via", ["load_dataset", "milannotations.load"])
 @pytest.mark.parametrize("config", ["resnet152-places365", "alexnet-imagenet"])
-def test_rows_match_the_original_loader(built, config):
+def test_rows_match_the_original_loader(built, config, via):
     out, fixtures = built
     fx = fixtures[config]
     expected = original_samples(fx.path)
-    ds = datasets.load_dataset(str(out), config)
+    ds = datasets.load_dataset(str(out), config) if via == "load_dataset" else mn.load(config, root=out)
     rows = {r["unit_id"]: r for s in ("train", "test") for r in ds[s]}
     assert len(rows) == len(expected)
     for s in expected:
@@ -93,10 +94,14 @@ def test_provenance_and_card(built):
     assert "config_name: alexnet-imagenet" in card and "config_name: resnet152-places365" in card
 
 
-def test_load_dataset_by_name_from_parent_folder(built, monkeypatch):
-    out, fixtures = built
+def test_load_dataset_by_name_from_parent_folder(built, monkeypatch, tmp_path):
+    import shutil
+
+    built_out, fixtures = built
+    out = tmp_path / "milannotations"
+    shutil.copytree(built_out, out)
     assert not (out / "milannotations.py").exists()
-    monkeypatch.chdir(out.parent)
+    monkeypatch.chdir(tmp_path)
     ds = datasets.load_dataset("milannotations", "resnet152-places365", split="test")
     units = UnitSet(ds, annotated=True)
     ref = {(s.layer, s.unit): s for s in original_samples(fixtures["resnet152-places365"].path)}
