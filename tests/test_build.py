@@ -281,3 +281,34 @@ def test_info_lists_units_per_split(built, capsys, tmp_path):
     row = next(line.split() for line in lines if line.strip().startswith("alexnet-imagenet"))
     assert row[1:4] == ["5", "1", "6"] and "not shipped" in " ".join(row)
     assert cli(["info", "--root", str(tmp_path)]) == 2
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux /proc")
+def test_units_read_from_mmap_do_not_stay_resident(tmp_path):
+    """Streaming a config must not accumulate the memory-mapped file in the process's RSS."""
+    import random
+    import shutil
+
+    from milannotations.build import _read_unit
+
+    src = tmp_path / "src.npy"
+    np.save(src, np.ones((64, 8, 1, 64, 64), np.uint8))  # 2 MiB of units
+    path = tmp_path / "masks.npy"
+    with open(src, "rb") as s, open(path, "wb") as d:  # written like extraction writes (page cache, large folios)
+        shutil.copyfileobj(s, d, 1 << 20)
+    arr = np.load(path, mmap_mode="r")
+    order = list(range(64))
+    random.Random(0).shuffle(order)
+    total = sum(int(_read_unit(arr, i).sum()) for i in order)
+    assert total == arr.size
+
+    def resident_kb() -> int:
+        kb, current = 0, None
+        for line in Path("/proc/self/smaps").read_text().splitlines():
+            if line[:1] in "0123456789abcdef" and "-" in line.split()[0]:
+                current = line.split()[-1]
+            elif line.startswith("Rss:") and current == str(path):
+                kb += int(line.split()[1])
+        return kb
+
+    assert resident_kb() <= 64  # at most a few pages of 2 MiB
