@@ -1,0 +1,79 @@
+"""`milan-leaderboard`: validate submissions (recomputing every score) and render the page.
+
+    milan-leaderboard validate [PATH ...]      # default: every submission; exit 1 if any is refused
+    milan-leaderboard render [--submissions DIR] [--out DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from milannotations.cli import run
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from .submission import SUBMISSIONS_ROOT, find_submissions
+    from .validate import validate_paths
+
+    paths = [Path(p) for p in args.paths]
+    if not paths:
+        paths = find_submissions(args.submissions or SUBMISSIONS_ROOT)
+        if not paths:
+            print(f"milan-leaderboard: no submissions under {args.submissions or SUBMISSIONS_ROOT}",
+                  file=sys.stderr)
+            return 0
+    else:
+        expanded = []
+        for p in paths:  # a folder of submissions validates each one inside it
+            inner = find_submissions(p) if p.is_dir() and not (p / "results.json").exists() else []
+            expanded.extend(inner or [p])
+        paths = expanded
+    reports = validate_paths(paths, corpus_root=args.root, tolerance=args.tolerance,
+                             recompute=not args.no_recompute, device=args.device)
+    refused = 0
+    for rep in reports:
+        for pr in rep.problems:
+            print(str(pr), file=sys.stderr if pr.level == "error" else sys.stdout)
+        status = "ok" if rep.ok else "REFUSED"
+        refused += not rep.ok
+        print(f"{status}: {rep.name} ({rep.summary})")
+    print(f"{len(reports) - refused} of {len(reports)} submissions valid")
+    return 1 if refused else 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    from .render import render
+
+    md, page = render(args.submissions, args.out)
+    print(f"wrote {md} and {page}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="milan-leaderboard", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    v = sub.add_parser("validate", help="check submissions and recompute every score from descriptions.csv")
+    v.add_argument("paths", nargs="*", help="submission folders (default: all under --submissions)")
+    v.add_argument("--submissions", default=None, help="submissions folder (default: leaderboard/submissions)")
+    v.add_argument("--root", default=None, help="corpus folder or Hub id the benchmark data is loaded from "
+                                                "(default: the milannotations cache)")
+    v.add_argument("--tolerance", type=float, default=1e-6,
+                   help="largest accepted absolute difference between claimed and recomputed numbers")
+    v.add_argument("--no-recompute", action="store_true",
+                   help="check structure, units and revision only; skip rescoring (not for CI)")
+    v.add_argument("--device", default="cpu")
+    v.set_defaults(func=_validate)
+    r = sub.add_parser("render", help="write README.md and index.html from the submissions")
+    r.add_argument("--submissions", default=None, help="submissions folder (default: leaderboard/submissions)")
+    r.add_argument("--out", default=None, help="output folder (default: leaderboard/)")
+    r.set_defaults(func=_render)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(argv, build_parser())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

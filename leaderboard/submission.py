@@ -1,0 +1,180 @@
+"""A submission: one describer's results on one benchmark and protocol, as a folder.
+
+    leaderboard/submissions/<describer>/<benchmark>-<protocol>/
+        results.json       as `milan-eval` writes it
+        descriptions.csv   as `milan-eval` writes it: every number is recomputed from it
+        meta.json          who made the describer and where to read about it
+
+Submitters never type a number: `milan-eval ... --submit` (or
+`write_submission`) copies the harness's own files, and
+`milan-leaderboard validate` recomputes every score from
+`descriptions.csv` before a submission is accepted.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from milannotations.errors import MilanError
+from milannotations.fsutil import replace_path, staging_dir
+
+#: Where submissions live in the repository (the leaderboard is rebuilt from this folder).
+SUBMISSIONS_ROOT = Path(__file__).resolve().parent / "submissions"
+RESULTS = "results.json"
+DESCRIPTIONS = "descriptions.csv"
+META = "meta.json"
+FILES = (RESULTS, DESCRIPTIONS, META)
+#: meta.json keys and their JSON types.
+META_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "name": str, "version": str, "authors": list, "link": str, "trained_on": list,
+}
+
+_SLUG = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+def slug(name: str) -> str:
+    """A describer or protocol name as one safe folder name (no separators, no dot-only names)."""
+    s = _SLUG.sub("_", str(name)).strip("._")
+    if not s:
+        raise MilanError(f"cannot make a folder name out of {name!r}")
+    return s
+
+
+def submission_dir(describer: str, benchmark: str, protocol: str, root: str | Path | None = None) -> Path:
+    """`<root>/<describer>/<benchmark>-<protocol>`, every part sanitised."""
+    base = Path(root) if root is not None else SUBMISSIONS_ROOT
+    return base / slug(describer) / f"{slug(benchmark)}-{slug(protocol)}"
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A submission folder read from disk (nothing validated yet beyond JSON syntax)."""
+
+    path: Path
+    results: dict
+    meta: dict
+
+    @property
+    def name(self) -> str:
+        """How messages name it: `<describer>/<benchmark>-<protocol>`."""
+        return f"{self.path.parent.name}/{self.path.name}"
+
+    @property
+    def describer(self) -> str:
+        return str(self.meta.get("name") or (self.results.get("describer") or {}).get("name") or "?")
+
+    @property
+    def descriptions_path(self) -> Path:
+        return self.path / DESCRIPTIONS
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MilanError(f"{path}: missing {what}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise MilanError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise MilanError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    return data
+
+
+def load_submission(path: str | Path) -> Submission:
+    """Read a submission folder; a missing file or bad JSON is a MilanError naming the file."""
+    p = Path(path)
+    if not p.is_dir():
+        raise MilanError(f"submission {p} is not a folder")
+    missing = [f for f in FILES if not (p / f).is_file()]
+    if missing:
+        raise MilanError(f"{p}: missing {', '.join(missing)}")
+    return Submission(p, _read_json(p / RESULTS, RESULTS), _read_json(p / META, META))
+
+
+def find_submissions(root: str | Path | None = None) -> list[Path]:
+    """Every `<describer>/<benchmark>-<protocol>` folder under `root`, sorted.
+
+    A folder counts when it holds any of the submission files, so a half-made
+    submission is found (and refused by validation) instead of being skipped.
+    """
+    base = Path(root) if root is not None else SUBMISSIONS_ROOT
+    if not base.is_dir():
+        return []
+    found = {f.parent for name in FILES for f in base.glob(f"*/*/{name}")}
+    return sorted(p for p in found if not p.name.startswith(".") and not p.parent.name.startswith("."))
+
+
+def _url_or_empty(text: Any) -> str:
+    """A describer's `reference` is a link only when it is one (built-ins put prose there)."""
+    t = str(text or "").strip()
+    return t if re.match(r"^https?://\S+$", t) else ""
+
+
+def make_meta(results: Mapping[str, Any], *, authors: Sequence[str] = (), link: str | None = None,
+              version: str | None = None) -> dict:
+    """meta.json from the results' describer record plus what only the submitter knows."""
+    d = results.get("describer") or {}
+    return {
+        "name": str(d.get("name", "")),
+        "version": str(version if version is not None else d.get("version", "")),
+        "authors": [str(a) for a in authors],
+        "link": str(link if link is not None else _url_or_empty(d.get("reference"))),
+        "citation": str(d.get("citation") or ""),
+        "trained_on": [str(c) for c in d.get("trained_on") or []],
+        "submitted": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+    }
+
+
+def write_submission(source: str | Path | Mapping[str, Any], *, descriptions: str | Path | None = None,
+                     authors: Sequence[str] = (), link: str | None = None, version: str | None = None,
+                     root: str | Path | None = None, overwrite: bool = True) -> Path:
+    """Copy a milan-eval output into `<root>/<describer>/<benchmark>-<protocol>/`, atomically.
+
+    `source` is either an output folder holding `results.json` and
+    `descriptions.csv`, or the results dict itself, in which case
+    `descriptions` names the CSV the harness wrote beside it. The copy is
+    byte-for-byte (results are re-serialised only when given as a dict), so
+    validation sees exactly what the harness produced.
+    """
+    if isinstance(source, Mapping):
+        if descriptions is None:
+            raise MilanError("write_submission: give descriptions= (the descriptions.csv of this run) "
+                             "when passing a results dict")
+        results = dict(source)
+        results_text = json.dumps(results, indent=2, sort_keys=False) + "\n"
+        csv_path = Path(descriptions)
+    else:
+        folder = Path(source)
+        results = _read_json(folder / RESULTS, RESULTS)
+        results_text = (folder / RESULTS).read_text(encoding="utf-8")
+        csv_path = Path(descriptions) if descriptions is not None else folder / DESCRIPTIONS
+    if not csv_path.is_file():
+        raise MilanError(f"{csv_path}: missing {DESCRIPTIONS}; run milan-eval with --output first")
+    for key in ("benchmark", "protocol", "describer"):
+        if key not in results:
+            raise MilanError(f"results have no {key!r}; is this a milan-eval results.json?")
+    name = (results.get("describer") or {}).get("name")
+    if not name:
+        raise MilanError("results have no describer name")
+    dest = submission_dir(name, results["benchmark"], results["protocol"], root)
+    if dest.exists() and not overwrite:
+        raise MilanError(f"submission {dest} already exists; pass overwrite=True to replace it")
+    meta = make_meta(results, authors=authors, link=link, version=version)
+    with staging_dir(dest.parent) as tmp:
+        (tmp / RESULTS).write_text(results_text, encoding="utf-8")
+        shutil.copyfile(csv_path, tmp / DESCRIPTIONS)
+        (tmp / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        replace_path(tmp, dest)  # the staging folder becomes the submission in one rename
+    return dest
+
+
+def submit(output_dir: str | Path, results: Mapping[str, Any], *, root: str | Path | None = None,
+           authors: Sequence[str] = (), link: str | None = None) -> Path:
+    """What `milan-eval --submit` calls after writing `output_dir`: returns the submission folder."""
+    return write_submission(results, descriptions=Path(output_dir) / DESCRIPTIONS, root=root,
+                            authors=authors, link=link)

@@ -1,0 +1,411 @@
+"""Validation of submissions: structure, coverage, data revision, and every number recomputed.
+
+A submitted number is accepted only if it can be made again here from the
+submitted `descriptions.csv` and the benchmark data, with the harness's own
+code: its protocol splits and test-unit selection (`eval.protocols`,
+`eval.harness`), its floors, and the metrics' `Scorer` under the scorer
+configuration and seed the results name. Nothing about scoring is
+re-implemented in this room; a mismatch beyond `tolerance` (absolute, on
+values and on interval bounds) refuses the submission.
+
+Every problem is reported, not only the first, each naming the submission
+and the split, trial, metric or unit it concerns. Units of configs that the
+describer was trained on (`trained_on`) are flagged: they are not held out.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from milannotations.errors import MilanError
+
+from .submission import (DESCRIPTIONS, META, META_FIELDS, RESULTS, Submission, load_submission, slug)
+
+SECTIONS = ("metrics", "ceiling", "floor", "normalized")
+_SHOW = 5  # unit ids listed per problem before "and N more"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding; `error` refuses the submission, `warning` is printed and shown on the page."""
+
+    submission: str
+    message: str
+    level: str = "error"
+
+    def __str__(self) -> str:
+        tag = "error" if self.level == "error" else "warning"
+        return f"{tag}: {self.submission}: {self.message}"
+
+
+@dataclass
+class Report:
+    """What validation found for one submission."""
+
+    name: str
+    path: Path
+    problems: list[Problem] = field(default_factory=list)
+    checked: int = 0  # numbers compared against a recomputation
+    units: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.level == "error" for p in self.problems)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.level == "error"]
+
+    @property
+    def summary(self) -> str:
+        n_err = len(self.errors)
+        n_warn = len(self.problems) - n_err
+        return (f"{self.units} described units, {self.checked} numbers recomputed, "
+                f"{n_err} error(s), {n_warn} warning(s)")
+
+    def error(self, message: str) -> None:
+        self.problems.append(Problem(self.name, message, "error"))
+
+    def warn(self, message: str) -> None:
+        self.problems.append(Problem(self.name, message, "warning"))
+
+
+def _listing(items: Sequence[str]) -> str:
+    shown = ", ".join(items[:_SHOW])
+    return shown + (f" and {len(items) - _SHOW} more" if len(items) > _SHOW else "")
+
+
+def _expand(names: Iterable[str]) -> set[str]:
+    from milannotations.load import resolve_configs
+
+    out: set[str] = set()
+    for n in names:
+        try:
+            out.update(resolve_configs(n))
+        except MilanError:
+            out.add(n)
+    return out
+
+
+# --------------------------------------------------------------------------- recomputation state
+
+class _Context:
+    """Shared across submissions of one validation run: scorers and split data/floors/ceilings.
+
+    Every describer of a benchmark, protocol and scorer is compared against
+    the same floors and ceiling, so they are recomputed once per run.
+    """
+
+    def __init__(self, corpus_root, device: str) -> None:
+        self.corpus_root = corpus_root
+        self.device = device
+        self._scorers: dict[tuple, Any] = {}
+        self._splits: dict[tuple, Any] = {}
+        self._refs: dict[tuple, dict] = {}
+
+    def scorer(self, name: str, seed: int):
+        from eval.metrics import Scorer
+
+        key = (name, seed)
+        if key not in self._scorers:
+            self._scorers[key] = Scorer(scorer=name, device=self.device, seed=seed)
+        return self._scorers[key]
+
+    def prepare(self, benchmark: str, protocol: str, splits: Sequence, limit, seed: int):
+        """The harness's split data for `splits`, and the run revision it fingerprints."""
+        from eval.harness import _prepare
+
+        key = (benchmark, protocol, tuple(s.name for s in splits), limit, seed)
+        if key not in self._splits:
+            h = hashlib.sha256(f"{benchmark}\x1e{protocol}".encode())  # as eval.harness.evaluate
+            data = [_prepare(s, self.corpus_root, limit, seed, h) for s in splits]
+            self._splits[key] = (data, h.hexdigest())
+        return self._splits[key]
+
+    def references_side(self, sd, scorer_name: str, seed: int) -> dict:
+        """Floors, best floor and ceiling of one split, made as the harness makes them."""
+        from baselines.registry import create_describer
+        from eval.harness import _describe, _score_dict, best_floor
+        from eval.results import FLOOR_DESCRIBERS
+
+        key = (sd.split.name, sd.revision, scorer_name, seed)
+        if key not in self._refs:
+            scorer = self.scorer(scorer_name, seed)
+            floors = {}
+            for fname in FLOOR_DESCRIBERS:
+                floor = create_describer(fname, seed=seed) if fname == "random-unit" else create_describer(fname)
+                floor.fit(sd.train)
+                texts = _describe(floor, fname, sd.test, sd.test_ids, list(range(len(sd.test_ids))), 4096,
+                                  False, fname)
+                floors[fname] = _score_dict(scorer.score(texts, sd.references, revision=sd.revision))
+            ceiling = _score_dict(scorer.ceiling(sd.references, revision=sd.revision))
+            self._refs[key] = {"floors": floors, "floor": best_floor(floors), "ceiling": ceiling}
+        return self._refs[key]
+
+
+# --------------------------------------------------------------------------- checks
+
+def _check_meta(rep: Report, sub: Submission) -> None:
+    meta, d = sub.meta, sub.results["describer"]
+    for key, typ in META_FIELDS.items():
+        if key not in meta:
+            rep.error(f"{META}: missing {key!r}")
+        elif not isinstance(meta[key], typ):
+            rep.error(f"{META}: {key!r} must be {typ.__name__}, got {type(meta[key]).__name__}")
+    if rep.errors:
+        return
+    if meta["name"] != d["name"]:
+        rep.error(f"{META}: name {meta['name']!r} differs from the describer of {RESULTS} ({d['name']!r})")
+    if meta["version"] != d["version"]:
+        rep.error(f"{META}: version {meta['version']!r} differs from {RESULTS} ({d['version']!r})")
+    if sorted(map(str, meta["trained_on"])) != sorted(map(str, d["trained_on"])):
+        rep.error(f"{META}: trained_on {meta['trained_on']} differs from {RESULTS} describer.trained_on "
+                  f"{d['trained_on']}")
+    if any(not isinstance(a, str) for a in meta["authors"]):
+        rep.error(f"{META}: authors must be a list of strings")
+    want = (slug(d["name"]), f"{slug(sub.results['benchmark'])}-{slug(sub.results['protocol'])}")
+    have = (sub.path.parent.name, sub.path.name)
+    if have != want:
+        rep.error(f"folder {have[0]}/{have[1]} should be {want[0]}/{want[1]} for describer {d['name']!r}, "
+                  f"benchmark {sub.results['benchmark']!r}, protocol {sub.results['protocol']!r}")
+    if not d.get("reproducible", True):
+        rep.warn("the describer is marked not reproducible (e.g. API-backed); its descriptions were "
+                 "rescored, not regenerated")
+
+
+def _check_protocol(rep: Report, r: dict) -> list | None:
+    """The harness's Split objects for the results' splits, in the results' order; None on error."""
+    from eval.protocols import protocol_splits
+
+    before = len(rep.errors)
+    try:
+        table = {s.name: s for s in protocol_splits(r["benchmark"], r["protocol"])}
+    except MilanError as e:
+        rep.error(str(e))
+        return None
+    out = []
+    for s in r["splits"]:
+        spec = table.get(s["name"])
+        if spec is None:
+            rep.error(f"split {s['name']!r} is not a split of {r['benchmark']} {r['protocol']} "
+                      f"(splits: {', '.join(table)})")
+            continue
+        if list(s["train"]) != list(spec.train) or list(s["test"]) != list(spec.test):
+            rep.error(f"split {s['name']!r}: train/test configs {s['train']} -> {s['test']} differ from the "
+                      f"protocol's {list(spec.train)} -> {list(spec.test)}")
+            continue
+        out.append(spec)
+    missing = [n for n in table if n not in {s["name"] for s in r["splits"]}]
+    if missing:
+        rep.error(f"does not cover split(s) {', '.join(missing)} of {r['benchmark']} {r['protocol']}: a "
+                  "leaderboard submission runs the whole protocol (no --configs)")
+    order = [n for n in table if n in {s["name"] for s in r["splits"]}]
+    if [s["name"] for s in r["splits"]] != order:
+        rep.error(f"splits are not in the protocol's order ({', '.join(order)})")
+    return out if len(rep.errors) == before else None
+
+
+def _check_held_out(rep: Report, r: dict) -> None:
+    trained = _expand(r["describer"]["trained_on"])
+    for s in r["splits"]:
+        seen = sorted(trained & set(s["test"]))
+        if seen:
+            rep.warn(f"split {s['name']!r}: the describer was trained on {', '.join(seen)}, which this split "
+                     f"tests; its {s['n_units']} units are not held out")
+            if s["held_out"]:
+                rep.error(f"split {s['name']!r} claims held_out=true but trained_on includes {', '.join(seen)}")
+        elif not s["held_out"]:
+            rep.error(f"split {s['name']!r} claims held_out=false but trained_on {r['describer']['trained_on']} "
+                      "does not overlap its test configs")
+
+
+def _rows_by_split(rep: Report, rows: list[dict], r: dict) -> dict[tuple[str, int], list[dict]]:
+    names = [s["name"] for s in r["splits"]]
+    trials = int(r["trials"])
+    out: dict[tuple[str, int], list[dict]] = {}
+    stray_split: Counter = Counter()
+    stray_trial: Counter = Counter()
+    for line, row in enumerate(rows, start=2):
+        if row["split"] not in names:
+            stray_split[row["split"]] += 1
+            continue
+        if not 0 <= row["trial"] < trials:
+            stray_trial[(row["split"], row["trial"])] += 1
+            continue
+        desc = row.get("description")
+        if desc is None or not str(desc).strip():
+            rep.error(f"{DESCRIPTIONS}:{line}: unit {row['unit_id']} (split {row['split']!r}, trial "
+                      f"{row['trial']}) has an empty description")
+        out.setdefault((row["split"], row["trial"]), []).append(row)
+    for name, n in stray_split.items():
+        rep.error(f"{DESCRIPTIONS}: {n} row(s) name split {name!r}, which is not in {RESULTS} "
+                  f"(splits: {', '.join(names)})")
+    for (name, t), n in stray_trial.items():
+        rep.error(f"{DESCRIPTIONS}: {n} row(s) of split {name!r} have trial {t}, outside 0..{trials - 1}")
+    return out
+
+
+def _check_coverage(rep: Report, sd, claimed: dict, rows: list[dict], trial: int) -> list[str] | None:
+    """The trial's descriptions in test-unit order, or None when units are missing, repeated or stray."""
+    name = sd.split.name
+    where = f"split {name!r}, trial {trial}"
+    expected = {uid: (layer, unit) for uid, layer, unit in zip(sd.test_ids, sd.layers, sd.units)}
+    counts = Counter(row["unit_id"] for row in rows)
+    missing = [u for u in sd.test_ids if counts[u] == 0]
+    repeated = [f"{u} ({c} times)" for u, c in counts.items() if c > 1 and u in expected]
+    stray = [u for u in counts if u not in expected]
+    ok = True
+    if missing:
+        rep.error(f"{where}: {len(missing)} test unit(s) not described: {_listing(missing)}")
+        ok = False
+    if repeated:
+        rep.error(f"{where}: unit(s) described more than once: {_listing(repeated)}")
+        ok = False
+    if stray:
+        rep.error(f"{where}: {len(stray)} described unit(s) are not test units of this split: {_listing(stray)}")
+        ok = False
+    wrong = [row["unit_id"] for row in rows if row["unit_id"] in expected
+             and (str(row["layer"]), int(row["unit"])) != (str(expected[row["unit_id"]][0]),
+                                                          int(expected[row["unit_id"]][1]))]
+    if wrong:
+        rep.error(f"{where}: layer/unit columns do not match unit_id for {_listing(wrong)}")
+        ok = False
+    if int(claimed["n_units"]) != len(sd.test_ids):
+        rep.error(f"split {name!r}: n_units is {claimed['n_units']} but the split has {len(sd.test_ids)} test units")
+        ok = False
+    if not ok:
+        return None
+    text = {row["unit_id"]: row["description"] for row in rows}
+    return [text[u] for u in sd.test_ids]
+
+
+def _close(a: Any, b: Any, tol: float) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return abs(float(a) - float(b)) <= tol
+
+
+def _compare(rep: Report, split: str, section: str, claimed: Mapping, recomputed: Mapping, tol: float) -> None:
+    """Claimed vs recomputed scores of one section; every difference is one problem naming the metric."""
+    for metric in sorted(set(claimed) | set(recomputed)):
+        where = f"split {split!r}, {section}.{metric}"
+        if metric not in recomputed:
+            rep.error(f"{where}: claimed but not produced by the scorer")
+            continue
+        if metric not in claimed:
+            rep.error(f"{where}: missing (the scorer produces it)")
+            continue
+        c, r = claimed[metric], recomputed[metric]
+        if c.get("signature") != r.get("signature"):
+            rep.error(f"{where}: signature {c.get('signature')!r} is not the scorer's {r.get('signature')!r} "
+                      "(unknown metric configuration or library version)")
+        rep.checked += 1
+        if not _close(c.get("value"), r.get("value"), tol):
+            rep.error(f"{where}: claimed {c.get('value')!r} but recomputed {r.get('value')!r} "
+                      f"(tolerance {tol:g})")
+        cc, rc = list(c.get("ci95") or [None, None]), list(r.get("ci95") or [None, None])
+        if len(cc) != 2 or not all(_close(x, y, tol) for x, y in zip(cc, rc)):
+            rep.error(f"{where}: claimed 95% interval {cc} but recomputed {rc} (same seed; tolerance {tol:g})")
+        if "describer" in r and c.get("describer") != r["describer"]:
+            rep.error(f"{where}: best floor claimed {c.get('describer')!r} but recomputed {r['describer']!r}")
+        if "trial_values" in r or "trial_values" in c:
+            tv_c, tv_r = c.get("trial_values") or [], r.get("trial_values") or []
+            if len(tv_c) != len(tv_r) or not all(_close(x, y, tol) for x, y in zip(tv_c, tv_r)):
+                rep.error(f"{where}: per-trial values {tv_c} differ from recomputed {tv_r}")
+
+
+# --------------------------------------------------------------------------- entry points
+
+def validate_submission(path: str | Path, *, corpus_root: str | Path | None = None, tolerance: float = 1e-6,
+                        recompute: bool = True, device: str = "cpu", _ctx: _Context | None = None) -> Report:
+    """Every problem of one submission folder (see the module docstring for what is checked)."""
+    from eval.harness import _mean_over_trials, _score_dict, normalized_scores
+    from eval.results import read_descriptions, results_errors
+
+    path = Path(path)
+    rep = Report(f"{path.parent.name}/{path.name}", path)
+    ctx = _ctx or _Context(corpus_root, device)
+    try:
+        sub = load_submission(path)
+    except MilanError as e:
+        rep.error(str(e))
+        return rep
+    r = sub.results
+    schema = results_errors(r)
+    for msg in schema:
+        rep.error(f"{RESULTS}: {msg}")
+    if schema:
+        return rep
+    _check_meta(rep, sub)
+    _check_held_out(rep, r)
+    try:
+        rows = read_descriptions(sub.descriptions_path)
+    except MilanError as e:
+        rep.error(str(e))
+        return rep
+    rep.units = len(rows)
+    by_split = _rows_by_split(rep, rows, r)
+    specs = _check_protocol(rep, r)
+    if specs is None:
+        return rep
+    if r["limit"] is not None:
+        rep.warn(f"partial run (--limit {r['limit']}): ranked only beside runs on the same units (revision)")
+    try:
+        data, revision = ctx.prepare(r["benchmark"], r["protocol"], specs, r["limit"], int(r["seed"]))
+    except MilanError as e:
+        rep.error(f"cannot load the {r['benchmark']} data to check against: {e}")
+        return rep
+    if revision != r["revision"]:
+        rep.error(f"data revision {r['revision'][:16]}... is not the benchmark data's {revision[:16]}... "
+                  "(made on other data, another --limit or another --seed)")
+    texts: dict[str, list[list[str]]] = {}
+    for sd, claimed in zip(data, r["splits"]):
+        if "revision" in claimed and claimed["revision"] != sd.revision:
+            rep.error(f"split {sd.split.name!r}: revision {str(claimed['revision'])[:16]}... is not the test "
+                      f"units' {sd.revision[:16]}...")
+        per_trial = [_check_coverage(rep, sd, claimed, by_split.get((sd.split.name, t), []), t)
+                     for t in range(int(r["trials"]))]
+        if all(p is not None for p in per_trial):
+            texts[sd.split.name] = per_trial  # type: ignore[assignment]
+    if not recompute or not rep.ok:
+        if not recompute:
+            rep.warn("numbers were not recomputed (--no-recompute)")
+        return rep
+    try:
+        scorer = ctx.scorer(r["scorer"], int(r["seed"]))
+    except MilanError as e:
+        rep.error(f"scorer {r['scorer']!r} is not available here: {e}")
+        return rep
+    for sd, claimed in zip(data, r["splits"]):
+        name = sd.split.name
+        try:
+            method = _mean_over_trials([_score_dict(scorer.score(list(t), sd.references, revision=sd.revision))
+                                        for t in texts[name]])
+            side = ctx.references_side(sd, r["scorer"], int(r["seed"]))
+        except MilanError as e:
+            rep.error(f"split {name!r}: cannot rescore: {e}")
+            continue
+        recomputed = {"metrics": method, "ceiling": side["ceiling"], "floor": side["floor"],
+                      "normalized": normalized_scores(method, side["floor"], side["ceiling"])}
+        for section in SECTIONS:
+            _compare(rep, name, section, claimed[section], recomputed[section], tolerance)
+        for fname, scores in side["floors"].items():
+            _compare(rep, name, f"floors.{fname}", claimed["floors"].get(fname, {}), scores, tolerance)
+    return rep
+
+
+def validate_paths(paths: Sequence[str | Path], *, corpus_root: str | Path | None = None, tolerance: float = 1e-6,
+                   recompute: bool = True, device: str = "cpu") -> list[Report]:
+    """Validate many submissions, sharing floors and ceilings between those on the same data."""
+    ctx = _Context(corpus_root, device)
+    return [validate_submission(p, corpus_root=corpus_root, tolerance=tolerance, recompute=recompute,
+                                device=device, _ctx=ctx) for p in paths]
+
+
+__all__ = ["Problem", "Report", "validate_paths", "validate_submission"]

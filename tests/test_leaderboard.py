@@ -1,0 +1,224 @@
+"""The leaderboard: submissions made by the harness validate, tampered ones are refused, the page renders.
+
+One tiny synthetic-like corpus (tests/eval_corpus.py) is scored by the real
+harness for two describers: the `constant` floor and a describer whose name
+and descriptions carry markup. Everything else works on copies of those
+submissions.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from eval_corpus import write_eval_corpus  # noqa: E402
+
+from milannotations.contract import DescriberMeta  # noqa: E402
+
+CHROMIUM = Path("/usr/bin/chromium")
+MARKUP = "<script>alert(1)</script> <b>x</b>"
+EVIL_NAME = "<i>evil</i> & co"
+
+
+class MarkupDescriber:
+    """Describes every unit with HTML markup; its name is markup too."""
+
+    meta = DescriberMeta(name=EVIL_NAME, version="<v1>", trained_on=())
+
+    def fit(self, train) -> None:
+        pass
+
+    def describe(self, units) -> list[str]:
+        return [f"{MARKUP} {u.unit}" for u in units]
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory):
+    """A corpus, and two real submissions made by eval.evaluate + leaderboard.submission."""
+    from eval import evaluate
+    from leaderboard.submission import submit, write_submission
+
+    base = tmp_path_factory.mktemp("board")
+    corpus = write_eval_corpus(base / "corpus", n_units=16, n_test=5)
+    subs = base / "submissions"
+    evaluate("constant", root=corpus, output=base / "run-constant", progress=False)
+    constant = write_submission(base / "run-constant", root=subs, authors=["A. <Tester>"],
+                                link="https://example.org/constant?a=1&b=2")
+    results = evaluate(MarkupDescriber(), root=corpus, output=base / "run-evil", progress=False)
+    evil = submit(base / "run-evil", results, root=subs)
+    return {"base": base, "corpus": corpus, "subs": subs, "constant": constant, "evil": evil}
+
+
+def _copy(board, name: str) -> Path:
+    """A copy of the constant submission under another submissions root (same relative folder)."""
+    src: Path = board["constant"]
+    dst = board["base"] / name / src.parent.name / src.name
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _validate(board, path: Path, **kw):
+    from leaderboard.validate import validate_submission
+
+    return validate_submission(path, corpus_root=board["corpus"], **kw)
+
+
+def test_submission_folder_layout(board):
+    constant, evil = board["constant"], board["evil"]
+    assert constant.relative_to(board["subs"]).as_posix() == "constant/synth-within-network"
+    assert evil.parent.name == "i_evil_i_co"  # markup never reaches the filesystem
+    meta = json.loads((constant / "meta.json").read_text())
+    assert meta["name"] == "constant" and meta["authors"] == ["A. <Tester>"]
+    assert meta["link"] == "https://example.org/constant?a=1&b=2" and meta["trained_on"] == []
+    # results.json is the harness's file, byte for byte
+    assert (constant / "results.json").read_bytes() == (board["base"] / "run-constant" / "results.json").read_bytes()
+    assert json.loads((evil / "meta.json").read_text())["name"] == EVIL_NAME
+
+
+def test_harness_submissions_validate_and_recompute_every_number(board):
+    from leaderboard.validate import validate_paths
+
+    reports = validate_paths([board["constant"], board["evil"]], corpus_root=board["corpus"])
+    for rep in reports:
+        assert rep.ok, [str(p) for p in rep.problems]
+        # 4 splits x (metrics + ceiling + floor + normalized + 2 floors) x 6 metrics
+        assert rep.checked == 4 * 6 * 6
+        assert rep.units == 4 * 5
+
+
+def test_raised_number_is_refused_naming_split_and_metric(board):
+    path = _copy(board, "raised")
+    doc = json.loads((path / "results.json").read_text())
+    split = doc["splits"][1]
+    split["metrics"]["bertscore_f1"]["value"] += 0.01
+    (path / "results.json").write_text(json.dumps(doc))
+    rep = _validate(board, path)
+    assert not rep.ok
+    msgs = [str(p) for p in rep.errors]
+    assert len(msgs) == 1, msgs
+    assert f"split {split['name']!r}, metrics.bertscore_f1: claimed" in msgs[0]
+    assert "recomputed" in msgs[0] and msgs[0].startswith("error: constant/synth-within-network: ")
+
+
+def test_raised_normalized_or_ceiling_is_refused(board):
+    path = _copy(board, "ceiling")
+    doc = json.loads((path / "results.json").read_text())
+    doc["splits"][0]["ceiling"]["bleu"]["ci95"][1] += 1e-3
+    doc["splits"][2]["normalized"]["rouge_l"]["value"] += 1e-5
+    (path / "results.json").write_text(json.dumps(doc))
+    msgs = [str(p) for p in _validate(board, path).errors]
+    assert any("ceiling.bleu: claimed 95% interval" in m for m in msgs), msgs
+    assert any("normalized.rouge_l: claimed" in m for m in msgs), msgs
+
+
+def _rewrite_csv(path: Path, edit) -> dict:
+    with (path / "descriptions.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    rows, info = edit(rows)
+    with (path / "descriptions.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    return info
+
+
+def test_missing_unit_is_refused_naming_the_unit(board):
+    path = _copy(board, "missing")
+    gone = _rewrite_csv(path, lambda rows: (rows[:3] + rows[4:], rows[3]))
+    msgs = [str(p) for p in _validate(board, path).errors]
+    assert any(f"split {gone['split']!r}, trial 0: 1 test unit(s) not described: {gone['unit_id']}" in m
+               for m in msgs), msgs
+
+
+def test_duplicated_unit_is_refused_naming_the_unit(board):
+    path = _copy(board, "duplicated")
+    dup = _rewrite_csv(path, lambda rows: (rows + [rows[7]], rows[7]))
+    msgs = [str(p) for p in _validate(board, path).errors]
+    assert any(f"split {dup['split']!r}, trial 0: unit(s) described more than once: {dup['unit_id']} (2 times)" in m
+               for m in msgs), msgs
+
+
+def test_stray_unit_revision_and_held_out_claims_are_refused(board):
+    path = _copy(board, "stray")
+    _rewrite_csv(path, lambda rows: (rows[:-1] + [{**rows[-1], "unit_id": "synth-deep-cluttered/layer1/99",
+                                                    "unit": "99"}], None))
+    doc = json.loads((path / "results.json").read_text())
+    doc["revision"] = "0" * 64
+    doc["describer"]["trained_on"] = ["synth-deep-cluttered"]
+    (path / "results.json").write_text(json.dumps(doc))
+    meta = json.loads((path / "meta.json").read_text())
+    meta["trained_on"] = ["synth-deep-cluttered"]
+    (path / "meta.json").write_text(json.dumps(meta))
+    rep = _validate(board, path, recompute=False)
+    msgs = [str(p) for p in rep.problems]
+    assert any("not test units of this split: synth-deep-cluttered/layer1/99" in m for m in msgs), msgs
+    assert any("data revision 0000000000000000... is not the benchmark data's" in m for m in msgs), msgs
+    assert any(m.startswith("warning:") and "trained on synth-deep-cluttered" in m and "not held out" in m
+               for m in msgs), msgs
+    assert any("claims held_out=true but trained_on includes synth-deep-cluttered" in m for m in msgs), msgs
+
+
+def test_cli_validate_exit_codes(board, capsys):
+    from leaderboard.cli import main
+
+    bad = _copy(board, "cli-bad")
+    (bad / "meta.json").unlink()
+    assert main(["validate", "--root", str(board["corpus"]), "--no-recompute", str(board["constant"])]) == 0
+    assert main(["validate", "--root", str(board["corpus"]), str(bad)]) == 1
+    captured = capsys.readouterr()
+    assert f"error: constant/synth-within-network: {bad}: missing meta.json" in captured.err
+    assert "ok: constant/synth-within-network" in captured.out
+    assert "REFUSED: constant/synth-within-network" in captured.out
+
+
+def test_markdown_escapes_submitted_strings(board, tmp_path):
+    from leaderboard.render import render
+
+    md, page = render(board["subs"], tmp_path)
+    text = md.read_text()
+    assert "<i>" not in text and "<script>" not in text
+    assert "&lt;i&gt;evil&lt;/i&gt; &amp; co" in text
+    assert r"[constant](<https://example.org/constant?a=1&b=2>)" in text
+    # ranked rows, floors, ceiling, and the paper's numbers marked as not recomputed
+    table = [ln for ln in text.splitlines() if ln.startswith("| 1 |") or ln.startswith("| 2 |")]
+    assert len(table) == 2
+    assert "*human ceiling" in text and "*floor: constant*" in text
+    assert text.count("reported, not recomputed") >= 17  # every paper number of Tables 2-3
+    html_text = page.read_text()
+    assert "<script>alert(1)</script>" not in html_text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &lt;b&gt;x&lt;/b&gt;" in html_text
+    assert not re.search(r"""(src|href)=["']https?://(?!example\.org)""", html_text)  # no external resources
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
+                    "(apt-get install -y chromium) to render the page headless")
+def test_page_renders_in_headless_chromium(board, tmp_path):
+    from leaderboard.render import render
+
+    _, page = render(board["subs"], tmp_path / "site")
+    profile = tmp_path / "profile"
+    out = subprocess.run(
+        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+         "--virtual-time-budget=2000", "--dump-dom", page.resolve().as_uri()],
+        capture_output=True, text=True, timeout=60)
+    dom = out.stdout
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert '<body data-ready="1">' in dom, "the page's script did not run"
+    section = re.search(r'<section class="group" id="synth-within-network[^"]*".*?</section>', dom, re.S)
+    assert section, dom[:2000]
+    rows = re.findall(r'<tr class="describer" data-describer="([^"]*)"', section.group(0))
+    assert sorted(rows) == sorted(["constant", "&lt;i&gt;evil&lt;/i&gt; &amp; co"])
+    # the markup arrived as text: no element was made from it, the text is there
+    assert "<script>alert(1)</script>" not in dom and "<b>x</b>" not in dom
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &lt;b&gt;x&lt;/b&gt;" in dom
+    # tabs: the first is active and shown, the paper tab hidden
+    assert re.search(r'<button type="button" data-target="synth-within-network[^"]*" class="active">', dom)
+    assert re.search(r'<section class="group" id="paper-reported" hidden="">', dom)
