@@ -37,6 +37,8 @@ Embedded = tuple[torch.Tensor, torch.Tensor]  # (token ids [L], unit-normalised 
 
 CONFIG_NAMES = ("paper", "offline")
 
+_LOADED: dict[tuple[str, int, str], tuple] = {}  # (model, layers, device) -> (tokenizer, model), read-only use
+
 
 @dataclass(frozen=True)
 class BertScoreConfig:
@@ -140,6 +142,10 @@ class TokenEncoder:
             return
         from bert_score.utils import get_model, get_tokenizer
 
+        key = (self.config.model, self.config.num_layers, str(self.device))
+        if key in _LOADED:  # several Scorers in one process (floors, trials, tests) share one model
+            self._tokenizer, self._model = _LOADED[key]
+            return
         try:
             self._tokenizer = get_tokenizer(self.config.model, use_fast=True)
             self._model = get_model(self.config.model, self.config.num_layers)
@@ -155,6 +161,7 @@ class TokenEncoder:
             raise MilanError(f"cannot load BERTScore model from {self.config.model}: {exc}") from exc
         self._model.to(self.device)
         self._model.eval()
+        _LOADED[key] = (self._tokenizer, self._model)
 
     @property
     def tokenizer(self):
@@ -181,10 +188,12 @@ class TokenEncoder:
 
     def encode(self, sentences: Sequence[str], progress: bool = False) -> list[Embedded]:
         """Embeddings of `sentences`; only those never seen before reach the model, in length-sorted batches."""
-        missing = sorted({s for s in sentences if s not in self._memo}, key=lambda s: len(s.split(" ")), reverse=True)
+        missing = list(dict.fromkeys(s for s in sentences if s not in self._memo))
         if missing:
             self.load()
             pad = self._tokenizer.pad_token_id
+            token_ids = {s: self.token_ids(s) for s in missing}
+            missing.sort(key=lambda s: len(token_ids[s]), reverse=True)  # batches of equal length: little padding
             batches = range(0, len(missing), self.batch_size)
             if progress and len(batches) > 1:
                 from tqdm.auto import tqdm
@@ -192,7 +201,7 @@ class TokenEncoder:
                 batches = tqdm(batches, desc=f"embedding ({self.config.name})", unit="batch")
             for start in batches:
                 chunk = missing[start : start + self.batch_size]
-                ids = [self.token_ids(s) for s in chunk]
+                ids = [token_ids[s] for s in chunk]
                 lens = [len(x) for x in ids]
                 x = torch.full((len(ids), max(lens)), pad, dtype=torch.long)
                 mask = torch.zeros_like(x)
