@@ -24,7 +24,7 @@ from eval.metrics.bertscore import (
     resolve_config,
 )
 from eval.metrics.bleu import bleu_from_stats, bleu_signature, bleu_stats, corpus_bleu, reference_streams
-from eval.metrics.bootstrap import mean_replicates, percentile_ci, resample_counts
+from eval.metrics.bootstrap import percentile_ci, resample_counts
 from eval.metrics.cache import EmbeddingCache, entry_key
 from eval.metrics.cider import SIGNATURE as CIDER_SIGNATURE
 from eval.metrics.cider import cider_d_per_unit
@@ -33,7 +33,6 @@ from eval.metrics.retrieval import SIGNATURE_TEMPLATE, retrieval_per_unit, unit_
 from eval.metrics.rouge import SIGNATURE as ROUGE_SIGNATURE
 from eval.metrics.rouge import rouge_l_per_unit
 from eval.metrics.text import normalized_inputs, validate
-from milannotations.errors import MilanError
 
 MEAN_METRICS = ("bertscore_f1", "rouge_l", "cider", "retrieval_top1", "retrieval_mrr")
 
@@ -134,7 +133,6 @@ class Scorer:
     def _parts(
         self, preds: list[str], refs: list[list[str]], ref_items: list[list[Embedded]], weights: TokenWeights
     ) -> _Parts:
-        n = len(preds)
         offsets = np.cumsum([0] + [len(r) for r in refs])
         flat_items = [item for unit in ref_items for item in unit]
         cand_items = self.encoder.encode(preds, progress=self.progress)
@@ -146,7 +144,12 @@ class Scorer:
             first.setdefault(p, i)
         row = {p: k for k, p in enumerate(first)}
         pair_f = greedy_matrix(
-            [cand_items[i] for i in first.values()], flat_items, weights, budget=self.match_budget, progress=self.progress, device=self.device
+            [cand_items[i] for i in first.values()],
+            flat_items,
+            weights,
+            budget=self.match_budget,
+            progress=self.progress,
+            device=self.device,
         )
         pair_f = pair_f[[row[p] for p in preds]]
         top1, rr = retrieval_per_unit(unit_similarity(pair_f, offsets))
@@ -168,7 +171,8 @@ class Scorer:
         """Per unit (P, R, F): each the max over the unit's references, then rescaled if configured."""
         n = len(cand_items)
         pairs = [(i, j) for i in range(n) for j in range(offsets[i], offsets[i + 1])]
-        prf = np.maximum.reduceat(greedy_pairs(cand_items, flat_items, weights, pairs, device=self.device), offsets[:-1], axis=0)
+        pair_prf = greedy_pairs(cand_items, flat_items, weights, pairs, device=self.device)
+        prf = np.maximum.reduceat(pair_prf, offsets[:-1], axis=0)
         if self._baseline is not None:
             prf = (prf - self._baseline) / (1 - self._baseline)
         return prf
