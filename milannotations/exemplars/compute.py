@@ -204,8 +204,9 @@ def _update(stats: ExemplarStats, maps: dict[str, torch.Tensor], ids: torch.Tens
         if tuple(m.shape[-2:]) != s.map_size or m.shape[1] != s.units:
             raise MilanError(f"layer {name!r}: map shape changed from {(s.units, *s.map_size)} to "
                              f"{tuple(m.shape[1:])}; use images of one size")
-        s.topk.update(m.amax(dim=(2, 3)), ids)
-        s.sketch.update(m.transpose(0, 1).reshape(m.shape[1], -1))
+        smax = m.amax(dim=(2, 3))  # (batch, units): the image scores, and the sketch's maxima
+        s.topk.update(smax, ids)
+        s.sketch.update(m, vmax=smax.amax(dim=0))
     stats.images += len(ids)
 
 

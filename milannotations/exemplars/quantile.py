@@ -79,35 +79,53 @@ class QuantileSketch:
         return self.counts.shape[1]
 
     # ------------------------------------------------------------------ update
-    def update(self, values: torch.Tensor) -> None:
-        """Add a (units, m) block of values (any float dtype, any device)."""
-        if values.ndim != 2 or values.shape[0] != self.units:
-            raise ValueError(f"expected ({self.units}, m) values, got {tuple(values.shape)}")
-        if values.shape[1] == 0:
+    def update(self, values: torch.Tensor, *, vmin: torch.Tensor | None = None,
+               vmax: torch.Tensor | None = None) -> None:
+        """Add values of every unit: (units, m), or (batch, units, ...) such as conv maps.
+
+        The batch layout is binned in place, without a transposed copy.
+        `vmin`/`vmax` (per unit) may be passed when the caller already has them.
+        """
+        if values.ndim == 2:
+            values = values[None]
+        if values.ndim < 3 or values.shape[1] != self.units:
+            raise ValueError(f"expected ({self.units}, m) or (batch, {self.units}, ...) values, "
+                             f"got {tuple(values.shape)}")
+        values = values.reshape(values.shape[0], self.units, -1)
+        if values.numel() == 0:
             return
-        bmin, bmax = torch.aminmax(values, dim=1)
-        bmin, bmax = bmin.double().cpu(), bmax.double().cpu()
+        if vmin is None:
+            vmin = values.amin(dim=(0, 2))
+        if vmax is None:
+            vmax = values.amax(dim=(0, 2))
+        bmin, bmax = vmin.double().cpu(), vmax.double().cpu()
         if not (torch.isfinite(bmin).all() and torch.isfinite(bmax).all()):
             raise ValueError("activations contain NaN or infinity; the quantile is undefined")
         vmin, vmax = torch.minimum(self.vmin, bmin), torch.maximum(self.vmax, bmax)
         self._regrid(_fit_exponent(vmin, vmax, self.exponent, self.bins), vmin)
         self.vmin, self.vmax = vmin, vmax
-        # Multiplying by a power of two is exact in floating point, so the
-        # interval of a value does not depend on batching or order.
         e = self.exponent
         use32 = values.dtype != torch.float64 and bool((e >= -126).all() and (e <= 126).all())
         dtype = torch.float32 if use32 else torch.float64
-        scale = torch.pow(2.0, -e.double()).to(device=values.device, dtype=dtype)
-        idx = torch.floor(values.to(dtype) * scale[:, None]).long()
-        idx -= (self.offset - torch.arange(self.units) * self.bins).to(values.device)[:, None]
-        if self.counts.device != values.device:
-            self.counts = self.counts.to(values.device)
+        dev = values.device
+        scale = torch.pow(2.0, -e.double()).to(device=dev, dtype=dtype)[:, None]
+        # Exact arithmetic throughout, so a value's counter never depends on batching:
+        # scaling by a power of two is exact, floor is exact, and floor(x) - offset is an
+        # integer in [0, bins), which IEEE subtraction returns exactly. Only then go to int32.
+        idx = values.to(dtype) * scale
+        idx.floor_()
+        idx.sub_(self.offset.to(device=dev, dtype=dtype)[:, None])
+        idx = idx.to(torch.int32)
+        idx.add_((torch.arange(self.units, device=dev, dtype=torch.int32) * self.bins)[:, None])
+        if self.counts.device != dev:
+            self.counts = self.counts.to(dev)
         flat = idx.reshape(-1)
         if flat.numel() >= self.counts.numel():  # many values per counter: one dense bincount
             self.counts += torch.bincount(flat, minlength=self.counts.numel()).view_as(self.counts)
         else:  # few values: touch only the hit counters, O(values) rather than O(units * bins)
-            self.counts.put_(flat, torch.ones_like(flat), accumulate=True)
-        self.n += values.shape[1]
+            self.counts.view(-1).index_put_((flat.long(),), torch.ones_like(flat, dtype=torch.int64),
+                                            accumulate=True)
+        self.n += values.shape[0] * values.shape[2]
 
     def _regrid(self, exponent: torch.Tensor, vmin: torch.Tensor) -> None:
         """Move every unit onto lattice `exponent` (>= current), window anchored at `vmin`."""
