@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import inspect
 import json
 import platform
 import random
@@ -24,7 +25,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from baselines.registry import create_describer
+from baselines.registry import create_describer, resolve_describer
 from milannotations import UnitSet, load, resolve_configs
 from milannotations.contract import Describer, Exemplars
 from milannotations.errors import MilanError
@@ -332,11 +333,22 @@ def environment(device: str, world: int = 1) -> dict:
 
 # --------------------------------------------------------------------------- evaluate
 
-def _describer_factory(describer: Any, describer_args: Mapping[str, Any] | None
-                       ) -> tuple[Callable[[], Describer], Describer]:
-    """A maker of fresh describers (names are rebuilt per split and trial) and the first one."""
+def _accepts(factory: Any, name: str) -> bool:
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params
+
+
+def _describer_factory(describer: Any, describer_args: Mapping[str, Any] | None, device: str | None = None
+                       ) -> tuple[Callable[[], Describer], Describer, dict]:
+    """A maker of fresh describers (names are rebuilt per split and trial), the first one, and its args."""
     args = dict(describer_args or {})
     if isinstance(describer, str):
+        if device is not None and "device" not in args and _accepts(resolve_describer(describer), "device"):
+            args["device"] = str(device)  # --device reaches describers that run models, unless set explicitly
+
         def make() -> Describer:
             return create_describer(describer, **args)
     else:
@@ -348,7 +360,7 @@ def _describer_factory(describer: Any, describer_args: Mapping[str, Any] | None
 
         def make() -> Describer:
             return describer
-    return make, make()
+    return make, make(), args
 
 
 def evaluate(describer: str | Describer, *, benchmark: str = "synth", protocol: str = "within-network",
@@ -359,7 +371,8 @@ def evaluate(describer: str | Describer, *, benchmark: str = "synth", protocol: 
     """Score a describer on a protocol's splits against humans, with floors and the ceiling beside it.
 
     `describer` is a registry name (built-in, entry point, `module:attr`,
-    `file.py:attr`, built with `describer_args`) or a ready instance. A
+    `file.py:attr`, built with `describer_args`, plus `device` when its
+    constructor takes one and `describer_args` does not set it) or a ready instance. A
     describer named by string is built fresh for every split and trial, so
     nothing learned on one split leaks into another; an instance is re-fit.
     Returns the results dict and, with `output`, writes `results.json` and
@@ -373,13 +386,13 @@ def evaluate(describer: str | Describer, *, benchmark: str = "synth", protocol: 
     if batch_size < 1:
         raise MilanError(f"batch size must be at least 1, got {batch_size}")
     splits = protocol_splits(benchmark, protocol, configs)
-    make, first = _describer_factory(describer, describer_args)
+    make, first, describer_args = _describer_factory(describer, describer_args, device)
     meta = first.meta
     name = getattr(meta, "name", None) or str(describer)
     trained_on = _expand_configs(tuple(getattr(meta, "trained_on", ())))
     dist, rank, world = _dist()
     show = progress and rank == 0
-    timing = {"fit_s": 0.0, "describe_s": 0.0, "score_s": 0.0}
+    timing = {"load_s": 0.0, "fit_s": 0.0, "describe_s": 0.0, "score_s": 0.0}
 
     # Phase 1, every rank: fit, describe this rank's shard, gather. Errors travel with the gather,
     # so one failing rank cannot leave the others waiting.
@@ -388,10 +401,12 @@ def evaluate(describer: str | Describer, *, benchmark: str = "synth", protocol: 
     error: str | None = None
     pending = first
     for split in splits:
+        t = time.perf_counter()
         try:
-            sd = _prepare(split, root, limit, seed, revision_h)
+            sd = _prepare(split, root, limit, seed, revision_h)  # builds the synthetic corpus on first use
         except MilanError as e:
             error = str(e)
+        timing["load_s"] += time.perf_counter() - t
         if error is None:
             for trial in range(trials):
                 shard = list(range(rank, len(sd.test_ids), world))

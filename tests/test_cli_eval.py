@@ -25,8 +25,8 @@ from milannotations import DescriberMeta
 
 
 class Echo:
-    def __init__(self, word="thing", repeat=1, loud=False):
-        self.word, self.repeat, self.loud = word, repeat, loud
+    def __init__(self, word="thing", repeat=1, loud=False, device="nowhere"):
+        self.word, self.repeat, self.loud, self.device = word, repeat, loud, device
         self.meta = DescriberMeta(name="echo", version="0.1", citation="nobody 2026")
 
     def fit(self, train):
@@ -76,7 +76,7 @@ def test_user_describer_file_by_path_results_and_bleu_recomputed(corpus, user_fi
     res = json.loads((out / "results.json").read_text())
     assert results_errors(res) == []
     assert res["describer"] == {"name": "echo", "version": "0.1", "trained_on": [],
-                                "args": {"word": "red circles", "repeat": 1, "loud": False},
+                                "args": {"word": "red circles", "repeat": 1, "loud": False, "device": "cpu"},
                                 "citation": "nobody 2026", "reference": "", "reproducible": True}
     lines = (out / "descriptions.csv").read_text().splitlines()
     assert lines[0] == "unit_id,layer,unit,description,split,trial"

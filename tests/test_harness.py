@@ -153,7 +153,7 @@ def test_results_follow_the_format(constant_run):
     assert res["describer"]["name"] == "constant"
     assert set(res["environment"]) >= {"python", "torch", "transformers", "bert_score", "sacrebleu", "datasets",
                                        "git", "device"}
-    assert set(res["timing"]) == {"fit_s", "describe_s", "score_s", "total_s"}
+    assert set(res["timing"]) == {"load_s", "fit_s", "describe_s", "score_s", "total_s"}
     rows = read_descriptions(out / "descriptions.csv")
     assert (out / "descriptions.csv").read_text().splitlines()[0] == "unit_id,layer,unit,description,split,trial"
     assert len(rows) == 8 and {r["split"] for r in rows} == {CONFIG} and {r["trial"] for r in rows} == {0}
@@ -293,3 +293,56 @@ def test_trials_average_and_limit_is_seeded(corpus, tmp_path, constant_run):
     assert again["revision"] == res["revision"]
     # the revision fingerprints the units used: other units (all 8 here) give another one
     assert constant_run[0]["revision"] != res["revision"]
+
+
+# --------------------------------------------------------------------------- torchrun-style sharding
+
+def _dist_worker(rank: int, world: int, init_file: str, root: str, out_dir: str) -> None:
+    """One rank: describe its shard (a clean run, then one where rank 1 fails); record what came back."""
+    import torch.distributed as dist
+
+    from eval import harness
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    # scoring is tested elsewhere; here what rank 0 receives is the point
+    harness._score_and_write = lambda data, **kw: {"ids": data[0].test_ids, "texts": data[0].descriptions[0]}
+    record = {}
+    try:
+        for fail_rank in (-1, 1):
+            seen: list[str] = []
+
+            class Rec(PixelReader):
+                meta = DescriberMeta(name="rec")
+
+                def describe(self, units):
+                    seen.extend(u.unit_id for u in units)
+                    if rank == fail_rank:
+                        raise RuntimeError(f"rank {rank} broke")
+                    return [f"{u.unit_id} by rank {rank}" for u in units]
+
+            try:
+                outcome = {"ok": harness.evaluate(Rec(), root=root, configs=[CONFIG], progress=False,
+                                                  batch_size=2)}
+            except MilanError as e:
+                outcome = {"error": str(e)}
+            record[str(fail_rank)] = {"seen": seen, **outcome}
+    finally:
+        dist.destroy_process_group()
+    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(record))
+
+
+@pytest.mark.timeout(180)
+def test_units_are_sharded_by_rank_and_gathered_on_rank_zero(corpus, tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_dist_worker, args=(2, str(tmp_path / "init"), str(corpus), str(tmp_path)), nprocs=2, join=True)
+    got = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    test_ids = list(load(CONFIG, split="test", root=corpus)["unit_id"])
+    clean = [g["-1"] for g in got]
+    assert clean[0]["seen"] == test_ids[0::2] and clean[1]["seen"] == test_ids[1::2]
+    for g in clean:  # every rank returns the same, complete result, in unit order
+        assert g["ok"]["ids"] == test_ids
+        assert g["ok"]["texts"] == [f"{u} by rank {i % 2}" for i, u in enumerate(test_ids)]
+    for g in got:  # one failing rank stops both with the same message instead of leaving rank 0 waiting
+        err = g["1"]["error"]
+        assert "rank 1 broke" in err and "'rec'" in err and test_ids[1] in err
