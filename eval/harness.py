@@ -109,7 +109,8 @@ class _SplitData:
     descriptions: list[list[str]] = field(default_factory=list)  # per trial
 
 
-def _prepare(split: Split, root, limit: int | None, seed: int, h) -> _SplitData:
+def prepare_split(split: Split, root, limit: int | None, seed: int, h) -> _SplitData:
+    """Load one split's units as the harness uses them, adding its data to the run fingerprint `h`."""
     train_ds = _load_configs(split.train, split.train_split, root)
     test_ds = _load_configs(split.test, split.test_split, root)
     keep = _limit_indices(list(test_ds["unit_id"]), limit, seed)
@@ -234,7 +235,8 @@ def _gather(dist, payload: Any, world: int) -> list[Any]:
 
 # --------------------------------------------------------------------------- scores
 
-def _score_dict(scores: Mapping[str, Any]) -> dict[str, dict]:
+def score_dict(scores: Mapping[str, Any]) -> dict[str, dict]:
+    """`Scorer` output as the JSON of results.json."""
     out = {}
     for metric, s in scores.items():
         d = s.to_dict() if hasattr(s, "to_dict") else dict(s)
@@ -243,7 +245,7 @@ def _score_dict(scores: Mapping[str, Any]) -> dict[str, dict]:
     return out
 
 
-def _mean_over_trials(per_trial: list[dict[str, dict]]) -> dict[str, dict]:
+def mean_over_trials(per_trial: list[dict[str, dict]]) -> dict[str, dict]:
     """Average values and interval bounds over trials; per-trial values are kept when there are several."""
     out = {}
     for metric in per_trial[0]:
@@ -403,7 +405,7 @@ def evaluate(describer: str | Describer, *, benchmark: str = "synth", protocol: 
     for split in splits:
         t = time.perf_counter()
         try:
-            sd = _prepare(split, root, limit, seed, revision_h)  # builds the synthetic corpus on first use
+            sd = prepare_split(split, root, limit, seed, revision_h)  # builds the synthetic corpus on first use
         except MilanError as e:
             error = str(e)
         timing["load_s"] += time.perf_counter() - t
@@ -463,6 +465,20 @@ def evaluate(describer: str | Describer, *, benchmark: str = "synth", protocol: 
     return outcome[1]
 
 
+def reference_scores(sd: _SplitData, scorer, seed: int) -> dict:
+    """The rows every describer of a split is read against: both floors (fit on the split's training
+    units), the best floor per metric, and the annotator ceiling. The leaderboard recomputes them with
+    this same function."""
+    floors = {}
+    for fname in FLOOR_DESCRIBERS:
+        floor = create_describer(fname, seed=seed) if fname == "random-unit" else create_describer(fname)
+        floor.fit(sd.train)
+        texts = _describe(floor, fname, sd.test, sd.test_ids, list(range(len(sd.test_ids))), 4096, False, fname)
+        floors[fname] = score_dict(scorer.score(texts, sd.references, revision=sd.revision))
+    ceiling = score_dict(scorer.ceiling(sd.references, revision=sd.revision))
+    return {"floors": floors, "floor": best_floor(floors), "ceiling": ceiling}
+
+
 def _score_and_write(data: list[_SplitData], *, name: str, meta, trained_on: set[str], benchmark: str,
                      protocol: str, scorer: str, limit, trials: int, seed: int, device: str, output,
                      describer_args, batch_size: int, progress: bool, revision: str, timing: dict,
@@ -474,17 +490,11 @@ def _score_and_write(data: list[_SplitData], *, name: str, meta, trained_on: set
     for sd in data:
         refs = sd.references
         t = time.perf_counter()
-        floors = {}
-        for fname in FLOOR_DESCRIBERS:  # fit on the same training units as the method
-            floor = create_describer(fname, seed=seed) if fname == "random-unit" else create_describer(fname)
-            floor.fit(sd.train)
-            texts = _describe(floor, fname, sd.test, sd.test_ids, list(range(len(sd.test_ids))), 4096, False, fname)
-            floors[fname] = _score_dict(scorer_obj.score(texts, refs, revision=sd.revision))
-        method = _mean_over_trials([_score_dict(scorer_obj.score(list(texts), refs, revision=sd.revision))
+        reference = reference_scores(sd, scorer_obj, seed)
+        floors, floor, ceiling = reference["floors"], reference["floor"], reference["ceiling"]
+        method = mean_over_trials([score_dict(scorer_obj.score(list(texts), refs, revision=sd.revision))
                                     for texts in sd.descriptions])
-        ceiling = _score_dict(scorer_obj.ceiling(refs, revision=sd.revision))
         timing["score_s"] += time.perf_counter() - t
-        floor = best_floor(floors)
         split_docs.append({
             **sd.split.to_dict(),
             "n_units": len(sd.test_ids),
@@ -516,3 +526,7 @@ def _score_and_write(data: list[_SplitData], *, name: str, meta, trained_on: set
     if output is not None:
         write_run(output, results, rows)
     return results
+
+
+# Names the leaderboard imported before they were public.
+_prepare, _score_dict, _mean_over_trials = prepare_split, score_dict, mean_over_trials
