@@ -40,7 +40,9 @@ SAMPLES = 5
 BENCHMARK_LABELS = {"synth": "synthetic ground-truth corpus (labelled synthetic; not human agreement)",
                     "milannotations": "MILANNOTATIONS (human descriptions)"}
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
+#: Characters that make Markdown inside a table cell (the rest only matter at the start of a line,
+#: where submitted text never is; < and > become entities first).
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 
 
 def md_escape(text: Any) -> str:
@@ -137,10 +139,12 @@ class Group:
     entries: list[Entry] = field(default_factory=list)
     refs: list[RefRow] = field(default_factory=list)
     splits: list[str] = field(default_factory=list)
+    limit: int | None = None  # a --limit run: fewer test units, so a revision (and table) of its own
 
     @property
     def title(self) -> str:
-        return f"{self.benchmark} · {self.protocol}"
+        partial = f" (partial: --limit {self.limit})" if self.limit is not None else ""
+        return f"{self.benchmark} · {self.protocol}{partial}"
 
     @property
     def anchor(self) -> str:
@@ -220,7 +224,7 @@ def build_groups(subs: Sequence[Submission]) -> list[Group]:
         r = sub.results
         key = (str(r.get("benchmark", "?")), str(r.get("protocol", "?")), str(r.get("scorer", "?")),
                str(r.get("revision", "?")))
-        g = by_key.setdefault(key, Group(*key))
+        g = by_key.setdefault(key, Group(*key, limit=r.get("limit") if isinstance(r.get("limit"), int) else None))
         g.entries.append(_entry(sub))
         if not g.refs:
             g.refs = _refs(sub)
@@ -257,7 +261,7 @@ def _md_group(g: Group) -> list[str]:
     head = ["#", "describer", "version", "held out", f"normalized {METRIC_LABELS[HEADLINE]} (mean)",
             *[f"{md_escape(s)}: normalized [95% CI]" for s in g.splits],
             *[f"{METRIC_LABELS[m]} (mean)" for m in METRICS]]
-    lines = [f"### {md_escape(g.benchmark)} · {md_escape(g.protocol)}", "",
+    lines = [f"### {md_escape(g.title)}", "",
              f"{md_escape(BENCHMARK_LABELS.get(g.benchmark, g.benchmark))}; scorer `{md_escape(g.scorer)}`, "
              f"data revision `{md_escape(g.revision[:12])}`.", "",
              _md_row(head), _md_row(["---"] * len(head))]
