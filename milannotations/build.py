@@ -16,6 +16,7 @@ create it).
 """
 from __future__ import annotations
 
+import logging
 import mmap
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
@@ -29,6 +30,8 @@ from .original import OriginalRelease, open_release, safe_extract
 from .schema import REAL_CONFIGS, RealConfig, unit_id
 from .splits import assign_splits
 from .writer import ConfigMeta, UnitRow, write_config
+
+log = logging.getLogger(__name__)
 
 DINO_ERRATA = (
     "Released before the upstream fix of 2023-06-28 (neuron-descriptions PR #25): spatialize_vit_mlp dropped "
@@ -134,11 +137,20 @@ def _rows(release: OriginalRelease, config: str, src: ImageSource | None) -> Ite
 def build_config(zip_path: Path, out: Path, real: RealConfig, sources: Mapping[str, ImageSource] | None = None,
                  *, progress: bool = True) -> Path:
     """Convert one original zip into `out` (written atomically by the writer); returns its data folder."""
-    from .download import sha256_file
+    from .download import MANIFEST, read_manifest, sha256_file
 
     zip_path, out = Path(zip_path), Path(out)
     sources = sources or {}
     digest, size = sha256_file(zip_path)
+    entry = read_manifest(MANIFEST).get(real.name)
+    if entry is None:
+        checksum = "no manifest entry (upstream publishes none)"
+    elif entry.get("sha256") == digest:
+        checksum = "matches milannotations/checksums.json"
+    else:
+        checksum = "DIFFERS from milannotations/checksums.json (not the recorded release bytes)"
+        log.warning("%s: sha256 %s differs from the manifest's %s; building it anyway and recording this in "
+                    "its provenance", zip_path, digest, entry.get("sha256"))
     with staging_dir(out, prefix=f".extract-{real.name}-") as tmp:
         safe_extract(zip_path, tmp)
         release = open_release(tmp, zip_path.name)
@@ -156,6 +168,7 @@ def build_config(zip_path: Path, out: Path, real: RealConfig, sources: Mapping[s
             "url": real.url,
             "zip_sha256": digest,
             "zip_bytes": size,
+            "checksum": checksum,
             "images": note,
             "unannotated": False,
             "annotation_count": 3,
