@@ -73,11 +73,11 @@ class ExemplarStats:
 
     @property
     def top_ids(self) -> dict[str, torch.Tensor]:
-        return {name: s.topk.ids for name, s in self.per_layer.items()}
+        return {name: s.topk.ids.cpu() for name, s in self.per_layer.items()}
 
     @property
     def top_values(self) -> dict[str, torch.Tensor]:
-        return {name: s.topk.values for name, s in self.per_layer.items()}
+        return {name: s.topk.values.cpu() for name, s in self.per_layer.items()}
 
     @property
     def thresholds(self) -> dict[str, torch.Tensor]:
@@ -102,8 +102,8 @@ class ExemplarStats:
         tensors: dict[str, torch.Tensor] = {}
         for name, s in self.per_layer.items():
             p = f"{name}/"
-            tensors[p + "top_values"] = s.topk.values
-            tensors[p + "top_ids"] = s.topk.ids
+            tensors[p + "top_values"] = s.topk.values.cpu()
+            tensors[p + "top_ids"] = s.topk.ids.cpu()
             tensors[p + "map_size"] = torch.tensor(s.map_size, dtype=torch.int64)
             tensors.update(s.sketch.state(p))
         meta = {"format": str(_FORMAT), "layers": json.dumps(list(self.layers)), "k": str(self.k),

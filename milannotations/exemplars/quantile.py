@@ -123,24 +123,25 @@ class QuantileSketch:
         if flat.numel() >= self.counts.numel():  # many values per counter: one dense bincount
             self.counts += torch.bincount(flat, minlength=self.counts.numel()).view_as(self.counts)
         else:  # few values: touch only the hit counters, O(values) rather than O(units * bins)
-            self.counts.view(-1).index_put_((flat.long(),), torch.ones_like(flat, dtype=torch.int64),
-                                            accumulate=True)
+            self.counts.put_(flat.long(), torch.ones(1, dtype=torch.int64, device=dev).expand(flat.numel()),
+                             accumulate=True)
         self.n += values.shape[0] * values.shape[2]
 
     def _regrid(self, exponent: torch.Tensor, vmin: torch.Tensor) -> None:
         """Move every unit onto lattice `exponent` (>= current), window anchored at `vmin`."""
         lo = torch.floor(vmin * torch.pow(2.0, -exponent.double()))
         new_offset = torch.where(torch.isfinite(lo), lo, torch.zeros_like(lo)).long()
-        self.counts = self.counts.cpu()
         seen = self.exponent != _EMPTY_E
         changed = seen & ((exponent != self.exponent) | (new_offset != self.offset))
-        if changed.any():
+        if changed.any():  # bookkeeping is on the CPU; the counters stay where they are (CPU or GPU)
             rows = changed.nonzero().squeeze(1)
             d = exponent[rows] - self.exponent[rows]
-            # Old absolute interval a (at exponent e) lies inside interval floor(a / 2**d) at e + d.
+            # Old absolute interval a (at exponent e) lies inside interval floor(a / 2**d) at e + d;
+            # an arithmetic right shift is that floor division, also for negative a.
             absolute = self.offset[rows, None] + torch.arange(self.bins, dtype=torch.int64)[None, :]
-            # An arithmetic right shift is a floor division by 2**d, also for negative a.
             target = torch.bitwise_right_shift(absolute, d.clamp(max=63)[:, None]) - new_offset[rows, None]
+            dev = self.counts.device
+            rows, target = rows.to(dev), target.to(dev)
             old = self.counts[rows]
             if ((target < 0) | (target >= self.bins))[old != 0].any():  # pragma: no cover
                 raise RuntimeError("quantile sketch window does not cover its counts")

@@ -29,8 +29,10 @@ class TopK:
 
     def update(self, scores: torch.Tensor, ids: torch.Tensor) -> None:
         """Offer a batch: scores (batch, units) and the batch's image ids (batch,)."""
-        scores = scores.detach().float().cpu()
-        ids = ids.to(torch.int64).cpu()
+        scores = scores.detach().float()
+        if self.values.device != scores.device:  # live where the activations are (CPU or GPU)
+            self.values, self.ids = self.values.to(scores.device), self.ids.to(scores.device)
+        ids = ids.to(device=scores.device, dtype=torch.int64)
         cand_v = torch.cat([self.values, scores.T], dim=1)
         cand_i = torch.cat([self.ids, ids[None, :].expand(scores.shape[1], -1)], dim=1)
         self.values, self.ids = _best(cand_v, cand_i, self.k)
@@ -40,8 +42,8 @@ class TopK:
         if other.values.shape != self.values.shape:
             raise ValueError(f"cannot merge top-k of shapes {tuple(self.values.shape)} and "
                              f"{tuple(other.values.shape)}")
-        self.values, self.ids = _best(torch.cat([self.values, other.values], 1),
-                                      torch.cat([self.ids, other.ids], 1), self.k)
+        self.values, self.ids = _best(torch.cat([self.values.cpu(), other.values.cpu()], 1),
+                                      torch.cat([self.ids.cpu(), other.ids.cpu()], 1), self.k)
         return self
 
 
