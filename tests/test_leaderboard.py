@@ -215,3 +215,26 @@ def test_page_renders_in_headless_chromium(board, tmp_path):
     # tabs: the first is active and shown, the paper tab hidden
     assert re.search(r'<button type="button" data-target="synth-within-network[^"]*" class="active">', dom)
     assert re.search(r'<section class="group" id="paper-reported" hidden="">', dom)
+
+
+def test_milan_eval_submit_flag_writes_a_submission(board, monkeypatch, tmp_path):
+    """`milan-eval --submit` hands its output folder to leaderboard.submission.write_submission."""
+    import leaderboard.submission as submission
+    from eval.cli import _submit
+
+    monkeypatch.setattr(submission, "SUBMISSIONS_ROOT", tmp_path / "subs")
+    dest = _submit(board["base"] / "run-constant")
+    assert dest == tmp_path / "subs" / "constant" / "synth-within-network"
+    assert sorted(p.name for p in dest.iterdir()) == ["descriptions.csv", "meta.json", "results.json"]
+    assert (dest / "descriptions.csv").read_bytes() == (board["constant"] / "descriptions.csv").read_bytes()
+
+
+def test_seed_runs_milan_eval_submit_for_every_builtin(capsys):
+    from baselines.registry import available_describers
+    from leaderboard.seed import main
+
+    assert main(["--dry-run"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("$ ")]
+    assert len(lines) == len(available_describers()) and "constant" in available_describers()
+    for name, line in zip(available_describers(), lines):
+        assert f"--describer {name} --benchmark synth --protocol within-network" in line and "--submit" in line
