@@ -248,3 +248,53 @@ def test_evaluate_modules_load_by_path(scores):
     np.testing.assert_allclose(out["f1"], scores["bertscore_f1"].per_unit, atol=1e-6)
     assert out["hashcode"] == scores["bertscore_f1"].signature
     assert math.isclose(out["mean_f1"], scores["bertscore_f1"].value, abs_tol=1e-6)
+
+
+# ---------------------------------------------------------------- paper configuration on a tiny RoBERTa
+@pytest.fixture(scope="module")
+def tiny_roberta(tmp_path_factory) -> str:
+    """A random 18-layer RoBERTa with a byte-level BPE trained here: the paper's code path without the 1.4 GB model."""
+    import json
+
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaConfig, RobertaModel, RobertaTokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-roberta")
+    bpe = ByteLevelBPETokenizer()
+    texts = [norm(r) for u in REFS for r in u] + [norm(p) for p in PREDS] + ["above", " above"]
+    bpe.train_from_iterator(texts * 5, vocab_size=400, min_frequency=1,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.save_model(str(folder))
+    vocab = json.loads((folder / "vocab.json").read_text())
+    merges = [tuple(line.split()) for line in (folder / "merges.txt").read_text().splitlines()[1:] if line]
+    RobertaTokenizer(vocab=vocab, merges=merges, model_max_length=62).save_pretrained(folder)
+    torch.manual_seed(0)
+    config = RobertaConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=18, num_attention_heads=2,
+                           intermediate_size=64, max_position_embeddings=70)
+    RobertaModel(config).save_pretrained(folder)
+    return str(folder)
+
+
+def test_paper_pipeline_matches_bert_score_with_prefix_space(tiny_roberta, tmp_path):
+    from bert_score import BERTScorer
+    from transformers import AutoTokenizer
+
+    scorer = Scorer("paper", model_path=tiny_roberta, cache_dir=tmp_path, n_boot=10, progress=False)
+    assert scorer.config.signature.startswith(f"{tiny_roberta}_L17_idf_version=")
+    assert scorer.config.signature.endswith("-rescaled_fast-tokenizer")
+    plain = AutoTokenizer.from_pretrained(tiny_roberta)
+    # the first word gets a prefix space, as under the paper's transformers 4.9.1
+    assert scorer.encoder.token_ids("above") == plain.encode(" above")
+    assert scorer.encoder.token_ids("above") != plain.encode("above")
+
+    refs = [[norm(r) for r in unit] for unit in REFS]
+    preds = [norm(p) for p in PREDS]
+    ours = scorer.bertscore(PREDS, REFS)
+    reference = BERTScorer(model_type=tiny_roberta, num_layers=17, idf=False, lang="en", rescale_with_baseline=True,
+                           baseline_path=scorer.config.baseline, use_fast_tokenizer=True, nthreads=0, device="cpu")
+    reference._tokenizer = scorer.encoder.tokenizer  # bert_score's own tokenizer loses the prefix space under transformers 5
+    reference._idf = True
+    reference.compute_idf([r for u in refs for r in u])
+    p, r, f = reference.score(preds, refs)
+    np.testing.assert_allclose(ours["f1"], f.numpy(), atol=1e-5)
+    np.testing.assert_allclose(ours["precision"], p.numpy(), atol=1e-5)

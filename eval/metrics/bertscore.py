@@ -119,6 +119,22 @@ def read_baseline(path: str, num_layers: int) -> np.ndarray:
     return np.array([float(row["P"]), float(row["R"]), float(row["F"])])
 
 
+def load_tokenizer(model: str):
+    """The fast tokenizer of `model`, with RoBERTa/GPT-2 set to add a prefix space as the paper's run did.
+
+    bert_score asks for `add_prefix_space=True` in every `encode` call; transformers 5 ignores that
+    argument (only the constructor's setting counts), which would tokenise the first word differently
+    from the paper's transformers 4.9.1 ("above" instead of " above"). Setting it at construction
+    restores the original tokenisation.
+    """
+    from transformers import AutoTokenizer, GPT2Tokenizer, RobertaTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model, use_fast=True)
+    if isinstance(tokenizer, (GPT2Tokenizer, RobertaTokenizer)):
+        tokenizer = AutoTokenizer.from_pretrained(model, use_fast=True, add_prefix_space=True)
+    return tokenizer
+
+
 class TokenEncoder:
     """Tokenizer + truncated model; embeds sentences once each (memo) and counts forward passes.
 
@@ -140,14 +156,14 @@ class TokenEncoder:
         """Load tokenizer and model now (MilanError naming what to download when they are missing)."""
         if self._model is not None:
             return
-        from bert_score.utils import get_model, get_tokenizer
+        from bert_score.utils import get_model
 
         key = (self.config.model, self.config.num_layers, str(self.device))
         if key in _LOADED:  # several Scorers in one process (floors, trials, tests) share one model
             self._tokenizer, self._model = _LOADED[key]
             return
         try:
-            self._tokenizer = get_tokenizer(self.config.model, use_fast=True)
+            self._tokenizer = load_tokenizer(self.config.model)
             self._model = get_model(self.config.model, self.config.num_layers)
         except (OSError, ValueError) as exc:
             if self.config.name == "paper":
