@@ -134,7 +134,7 @@ def test_paper_configuration_without_roberta_large_is_a_clear_error():
 
     if isinstance(try_to_load_from_cache("roberta-large", "config.json"), str):
         pytest.skip("roberta-large is in the Hugging Face cache here")
-    with pytest.raises(MilanError, match=r"roberta-large.*huggingface-cli download roberta-large.*--scorer offline"):
+    with pytest.raises(MilanError, match=r"roberta-large.*hf download roberta-large.*--scorer offline"):
         Scorer("paper")
 
 

@@ -171,7 +171,7 @@ class TokenEncoder:
                     f"BERTScore 'paper' needs the {self.config.model} checkpoint in the Hugging Face cache "
                     f"(HF_HOME={os.environ.get('HF_HOME', '~/.cache/huggingface')}), which is not there and cannot "
                     f"be downloaded offline. On a machine with network access run "
-                    f"`huggingface-cli download {self.config.model}` (about 1.4 GB) with the same HF_HOME, "
+                    f"`hf download {self.config.model}` (about 1.4 GB) with the same HF_HOME, "
                     f"or score with --scorer offline. ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
                 ) from exc
             raise MilanError(f"cannot load BERTScore model from {self.config.model}: {exc}") from exc
