@@ -88,7 +88,7 @@ def test_harness_submissions_validate_and_recompute_every_number(board):
     reports = validate_paths([board["constant"], board["evil"]], corpus_root=board["corpus"])
     for rep in reports:
         assert rep.ok, [str(p) for p in rep.problems]
-        # 4 splits x (metrics + ceiling + floor + normalized + 2 floors) x 6 metrics
+        # 4 splits x (metrics + ceiling + floor + 2 floors + normalized) x 6 metrics
         assert rep.checked == 4 * 6 * 6
         assert rep.units == 4 * 5
 
@@ -104,9 +104,12 @@ def test_raised_numbers_are_refused_naming_split_and_metric(board):
     rep = _validate(board, path)
     assert not rep.ok
     msgs = sorted(str(p) for p in rep.errors)
-    assert len(msgs) == 3, msgs  # exactly the three raised numbers, nothing else
+    # the three raised numbers, and the normalized score the raised metric no longer agrees with
+    assert len(msgs) == 4, msgs
     assert all(m.startswith("error: constant/synth-within-network: split ") for m in msgs)
     assert any(f"split {names[1]!r}, metrics.bertscore_f1: claimed" in m and "but recomputed" in m for m in msgs)
+    assert any(f"split {names[1]!r}, normalized.bertscore_f1: claimed" in m and
+               "but the claimed metric, floor and ceiling give" in m for m in msgs), msgs
     assert any(f"split {names[0]!r}, ceiling.bleu: claimed 95% interval" in m for m in msgs), msgs
     assert any(f"split {names[2]!r}, normalized.rouge_l: claimed" in m for m in msgs), msgs
 
