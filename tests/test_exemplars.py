@@ -89,6 +89,8 @@ def _brute_top(scores: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def test_topk_and_masks_match_brute_force(world):
+    ours = ImageFolderDataset(world["folder"]).files
+    assert [Path(p) for p, _ in torchvision.datasets.ImageFolder(str(world["folder"])).samples] == ours
     ds = datasets.load_dataset(str(world["out"]), "rn18-probe")
     rows = {r["unit_id"]: r for split in ds.values() for r in split}
     maps = _brute_force_maps(world["model"], world["images"], LAYERS)
@@ -205,6 +207,9 @@ def test_resume_skips_finished_chunks(world, tmp_path):
     assert torch.equal(resumed.top_ids["layer2"], fresh.top_ids["layer2"])
     assert torch.equal(resumed.thresholds["layer2"], fresh.thresholds["layer2"])
     assert resumed.images == fresh.images == 24
+    other = _Counting(data)  # another chunking must not reuse chunk files of different spans
+    compute_exemplars(model, ["layer2"], other, **{**kw, "chunk_size": 12})
+    assert sorted(other.seen) == list(range(24))
 
 
 class _TinyViT(nn.Module):
@@ -278,7 +283,7 @@ def test_synthetic_dataset_path_and_annotations(tmp_path):
 def test_errors_name_the_problem(world, tmp_path):
     model = world["model"]
     data = [torch.from_numpy(im) for im in world["images"][:4]]
-    with pytest.raises(MilanError, match="unknown layer 'layer9'"):
+    with pytest.raises(MilanError, match="unknown layer 'layer9'.*layer1"):
         compute_exemplars(model, ["layer9"], data, progress=False)
     with pytest.raises(MilanError, match="'fc' outputs shape \\(4, 1000\\), not a spatial map"):
         compute_exemplars(model, ["fc"], data, progress=False, batch_size=4)

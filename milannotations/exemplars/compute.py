@@ -249,7 +249,8 @@ def compute_exemplars(model: nn.Module, layers: Sequence[str], dataset, *, k: in
     todo, done = [], []
     for c in mine:
         path = work_dir / f"chunk-{c:06d}.safetensors" if work_dir is not None else None
-        loaded = _load_chunk(path, layers, k, quantile) if path is not None else None
+        span = (c * chunk_size, min(n, (c + 1) * chunk_size))
+        loaded = _load_chunk(path, layers, k, quantile, span) if path is not None else None
         (done if loaded is not None else todo).append((c, loaded))
     for _c, loaded in done:
         stats = loaded if stats is None else stats.merge(loaded)
@@ -279,7 +280,7 @@ def compute_exemplars(model: nn.Module, layers: Sequence[str], dataset, *, k: in
                 chunk_stats = _probe(recorder, dataset, layers, k, quantile, bins, normalize, device)
             chunk_stats.skipped += skipped
             if work_dir is not None:
-                _save_chunk(work_dir / f"chunk-{c:06d}.safetensors", chunk_stats)
+                _save_chunk(work_dir / f"chunk-{c:06d}.safetensors", chunk_stats, (indices.start, indices.stop))
             stats = chunk_stats if stats is None else stats.merge(chunk_stats)
         if stats is None:  # this rank had no chunk: learn the shapes from one image
             stats = _probe(recorder, dataset, layers, k, quantile, bins, normalize, device)
@@ -330,17 +331,18 @@ def _all_merge(stats: ExemplarStats) -> ExemplarStats:
     return merged
 
 
-def _save_chunk(path: Path, stats: ExemplarStats) -> None:
-    """Write a finished chunk atomically (temporary file + rename)."""
+def _save_chunk(path: Path, stats: ExemplarStats, span: tuple[int, int]) -> None:
+    """Write a finished chunk (image ids span[0] <= i < span[1]) atomically (temporary file + rename)."""
     from safetensors.torch import save_file
 
     tensors, meta = stats.state()
+    meta["span"] = json.dumps(list(span))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
     os.replace(tmp, path)
 
 
-def _load_chunk(path: Path, layers, k: int, quantile: float) -> ExemplarStats | None:
+def _load_chunk(path: Path, layers, k: int, quantile: float, span: tuple[int, int]) -> ExemplarStats | None:
     """A saved chunk if it exists and matches this run, else None (it is then recomputed)."""
     if not path.is_file():
         return None
@@ -351,7 +353,8 @@ def _load_chunk(path: Path, layers, k: int, quantile: float) -> ExemplarStats | 
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
         if (meta.get("format") != str(_FORMAT) or json.loads(meta.get("layers", "[]")) != list(layers)
-                or meta.get("k") != str(k) or meta.get("quantile") != repr(quantile)):
+                or meta.get("k") != str(k) or meta.get("quantile") != repr(quantile)
+                or json.loads(meta.get("span", "null")) != list(span)):
             return None
         return ExemplarStats.from_state(load_file(str(path)), meta)
     except Exception:  # a damaged checkpoint is recomputed, never trusted

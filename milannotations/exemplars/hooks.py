@@ -30,9 +30,12 @@ def resolve_layers(model: nn.Module, layers: Sequence[str]) -> dict[str, nn.Modu
     names = {name for name, _ in model.named_modules() if name}
     for layer in layers:
         if layer not in names:
-            close = sorted(n for n in names if "." not in n)[:20]
+            import difflib
+
+            close = difflib.get_close_matches(layer, sorted(names), n=5) or sorted(
+                n for n in names if "." not in n)[:20]
             raise MilanError(f"unknown layer {layer!r} in {type(model).__name__}; "
-                             f"top-level modules are: {', '.join(close)}")
+                             f"did you mean one of: {', '.join(close)}")
         found[layer] = model.get_submodule(layer)
     return found
 
