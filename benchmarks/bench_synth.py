@@ -1,0 +1,101 @@
+"""Benchmark of the synthetic world: backbone training time, default build time, mask IoU.
+
+    nice .venv/bin/python benchmarks/bench_synth.py [--units 200] [--steps N] [--skip-backbone]
+
+Prints wall and CPU seconds (the machine may be shared: CPU seconds of this
+process say what the work costs, wall seconds what a user waits), the
+backbone's validation micro-F1, and the mean IoU between single-concept
+units' exemplar masks and the true pixels of their concept (per category),
+computed from the written parquet through `milannotations.load`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+
+def _timed(fn):
+    w, c = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - w, time.process_time() - c
+
+
+def concept_iou(root: Path, configs) -> dict[str, dict[str, float]]:
+    """Mean IoU (pooled over a unit's 15 exemplars) of single-concept units, per config and category."""
+    import milannotations as mn
+    from milannotations.synth.scenes import CONCEPT_INDEX, CONCEPTS, scene_concepts
+
+    result = {}
+    for config in configs:
+        per_cat: dict[str, list[float]] = defaultdict(list)
+        for row in _rows(mn, config, root):
+            truth = json.loads(row["truth"])
+            if truth["kind"] != "concept":
+                continue
+            c = CONCEPT_INDEX[truth["concepts"][0]]
+            inter = union = 0
+            for mask, image_id in zip(row["masks"], row["image_ids"]):
+                m = np.asarray(mask) > 0
+                g = scene_concepts(row["dataset"], image_id)[c]
+                inter += int((m & g).sum())
+                union += int((m | g).sum())
+            per_cat[CONCEPTS[c].category].append(inter / max(union, 1))
+        allv = [v for vs in per_cat.values() for v in vs]
+        result[config] = {"all": float(np.mean(allv)), "n": len(allv),
+                          **{k: round(float(np.mean(v)), 3) for k, v in sorted(per_cat.items())}}
+    return result
+
+
+def _rows(mn, config, root):
+    ds = mn.load(config, root=root)
+    for split in ("train", "test"):
+        yield from ds[split]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--units", type=int, default=200)
+    ap.add_argument("--steps", type=int, default=None, help="backbone steps (default: module default)")
+    ap.add_argument("--skip-backbone", action="store_true")
+    ap.add_argument("--net", action="store_true", help="also time the synth-net-plain config")
+    args = ap.parse_args()
+
+    import torch
+
+    from milannotations.synth import build as b
+    from milannotations.synth.catalog import SYNTH_CONFIGS
+
+    print(f"cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}, torch {torch.__version__}")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if not args.skip_backbone:
+            from milannotations.synth.backbone import load_backbone
+
+            (_, spec), w, c = _timed(lambda: load_backbone(cache_dir=tmp / "models", steps=args.steps,
+                                                           progress=False))
+            print(f"backbone: {spec.steps} steps, train wall {w:.1f} s, cpu {c:.1f} s; metrics {spec.metrics}")
+        _, w, c = _timed(lambda: b.build_synth(tmp / "a", units=args.units, progress=False))
+        print(f"default build ({len(SYNTH_CONFIGS)} configs x {args.units} units, pool {b.POOL_SIZE}, "
+              f"k=15): wall {w:.1f} s, cpu {c:.1f} s")
+        if args.net and not args.skip_backbone:
+            _, w, c = _timed(lambda: b.build_synth(tmp / "a", configs=["synth-net-plain"], progress=False,
+                                                   cache_dir=tmp / "models", backbone_steps=args.steps))
+            print(f"synth-net-plain build (backbone cached): wall {w:.1f} s, cpu {c:.1f} s")
+        size = sum(p.stat().st_size for p in (tmp / "a").rglob("*.parquet"))
+        print(f"parquet size {size / 1e6:.1f} MB")
+        ious, w, _ = _timed(lambda: concept_iou(tmp / "a", SYNTH_CONFIGS))
+        for config, r in ious.items():
+            print(f"mask IoU of single-concept units, {config}: {r}")
+        print(f"mean over configs: {np.mean([r['all'] for r in ious.values()]):.3f} "
+              f"(IoU pass {w:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,284 @@
+"""A small ResNet-like CNN trained on synthetic scenes: the offline stand-in for an ImageNet encoder.
+
+MILAN and other describers encode exemplars with a pretrained CNN. No
+pretrained weights can be fetched here, so this module trains one on the
+synthetic world itself: multi-label concept presence (which of `CONCEPTS`
+has pixels in the scene), from scenes of both domains. Four stages
+`layer1`..`layer4` (one basic residual block each, widths 16/32/64/128,
+maps 28/14/7/4 px for 112 px images) give the pyramid of features a
+describer pools over.
+
+Training is seeded and runs with `torch.use_deterministic_algorithms` and a
+fixed thread count, so the same (seed, steps) gives the same weights; the
+result is cached as safetensors plus a JSON spec (never pickled) under
+`default_root()/models`. The spec carries its normalisation, feature sizes,
+input size and what it was trained on, so nothing downstream guesses them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import MilanError
+from .scenes import CONCEPT_NAMES, DOMAINS, IMAGE_SIZE, render_scene
+
+BACKBONE_VERSION = "1"
+NAME = "synth-resnet"
+WIDTHS = (16, 32, 64, 128)
+DEFAULT_STEPS = 600
+BATCH_SIZE = 32
+TRAIN_SCENES = 1200  # per domain
+VAL_SCENES = 100  # per domain
+#: Training scenes use indices from here on, so they never coincide with a probe pool (0..pool_size-1).
+TRAIN_OFFSET = 1_000_000
+#: A concept counts as present when at least this many pixels show it.
+MIN_PIXELS = 12
+THREADS = 1  # one thread: deterministic, and far faster than OpenMP on a shared, busy machine
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """Everything needed to use the backbone: layers, feature sizes, input transform, provenance."""
+
+    name: str
+    layers: tuple[str, ...]
+    feature_dims: tuple[int, ...]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    image_size: int
+    trained_on: tuple[str, ...]
+    classes: tuple[str, ...] = ()
+    seed: int = 0
+    steps: int = DEFAULT_STEPS
+    version: str = BACKBONE_VERSION
+    metrics: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BackboneSpec":
+        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**kw)
+
+
+class _Block(nn.Module):
+    """A ResNet basic block (two 3x3 convs, batch norm, identity or 1x1 projection shortcut)."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return F.relu(y + self.shortcut(x))
+
+
+class StageTaps(nn.Module):
+    """The backbone seen through its stages, keeping the first `channels` units of each.
+
+    Its submodules `layer1`..`layer4` return those channels, so the exemplar
+    engine hooks them by the backbone's own layer names and unit u of a layer
+    is channel u of that stage.
+    """
+
+    def __init__(self, backbone: "SynthResNet", layers: tuple[str, ...], channels: int | None = None):
+        super().__init__()
+        self.backbone, self.layer_names, self.channels = backbone, tuple(layers), channels
+        for name in self.layer_names:
+            setattr(self, name, _Tap(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.backbone.stem(x)
+        for name in self.layer_names:
+            x = getattr(self.backbone, name)(x)
+            getattr(self, name)(x)
+        return x
+
+
+class _Tap(nn.Module):
+    def __init__(self, channels: int | None):
+        super().__init__()
+        self.channels = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.channels is None else x[:, :self.channels]
+
+
+class SynthResNet(nn.Module):
+    """stem (3x3 s2) -> layer1..layer4 (each stride 2) -> global average pool -> concept logits."""
+
+    def __init__(self, widths: tuple[int, ...] = WIDTHS, classes: int = len(CONCEPT_NAMES)):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 2, 1, bias=False), nn.BatchNorm2d(widths[0]),
+                                  nn.ReLU(inplace=True))
+        cin = widths[0]
+        for i, w in enumerate(widths):
+            setattr(self, f"layer{i + 1}", _Block(cin, w, 2))
+            cin = w
+        self.fc = nn.Linear(cin, classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x).mean(dim=(2, 3)))
+
+
+def _render_set(n_per_domain: int, offset: int, seed: int, progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 images and float presence labels of n scenes per domain (indices offset.. of each domain)."""
+    n = n_per_domain * len(DOMAINS)
+    images = np.empty((n, 3, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    labels = np.empty((n, len(CONCEPT_NAMES)), np.float32)
+    it = [(d, i) for d in DOMAINS for i in range(n_per_domain)]
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc="rendering backbone scenes", unit="scene")
+    for j, (d, i) in enumerate(it):
+        s = render_scene(d, offset + i, seed)
+        images[j] = s.image
+        labels[j] = s.concepts.reshape(len(CONCEPT_NAMES), -1).sum(1) >= MIN_PIXELS
+    return torch.from_numpy(images), torch.from_numpy(labels)
+
+
+def _micro_f1(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    pred = logits > 0
+    tp = (pred & (labels > 0.5)).sum().item()
+    return float(2 * tp / max(1, pred.sum().item() + (labels > 0.5).sum().item()))
+
+
+def train_backbone(seed: int = 0, steps: int = DEFAULT_STEPS, *, progress: bool = True,
+                   train_scenes: int = TRAIN_SCENES) -> tuple[SynthResNet, BackboneSpec]:
+    """Train the backbone from scratch, deterministically; returns (model in eval mode, spec)."""
+    if steps < 1:
+        raise MilanError(f"backbone steps must be at least 1, got {steps}")
+    old_threads, old_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(min(THREADS, os.cpu_count() or 1))
+    torch.use_deterministic_algorithms(True)
+    try:
+        t0 = time.perf_counter()
+        images, labels = _render_set(train_scenes, TRAIN_OFFSET, seed, progress)
+        val_images, val_labels = _render_set(VAL_SCENES, TRAIN_OFFSET + train_scenes, seed, False)
+        # Exact channel statistics (integer sums; float32 sums over 10^8 pixels drift), rounded as
+        # stored in the spec so that training and every later use normalise identically.
+        count = images.numel() // 3
+        s1 = torch.zeros(3, dtype=torch.float64)
+        s2 = torch.zeros(3, dtype=torch.float64)
+        for i in range(0, len(images), 128):
+            chunk = images[i:i + 128].long()
+            s1 += chunk.sum(dim=(0, 2, 3)).double()
+            s2 += chunk.pow(2).sum(dim=(0, 2, 3)).double()
+        mean_d = s1 / count / 255.0
+        std_d = (s2 / count / 255.0**2 - mean_d**2).sqrt()
+        mean = torch.tensor([round(float(v), 6) for v in mean_d])
+        std = torch.tensor([round(float(v), 6) for v in std_d])
+        gen = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+        model = SynthResNet()
+        opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.15)
+        pos = labels.mean(0).clamp(0.02, 0.98)
+        pos_weight = ((1 - pos) / pos).clamp(max=10.0)  # rare concepts are not drowned by absences
+
+        def prep(batch: torch.Tensor, flip: torch.Tensor | None = None) -> torch.Tensor:
+            b = batch.float().div_(255)
+            if flip is not None:
+                b = torch.where(flip[:, None, None, None], b.flip(-1), b)
+            return (b - mean[None, :, None, None]) / std[None, :, None, None]
+
+        it = range(steps)
+        if progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(it, desc="training synth backbone", unit="step")
+        model.train()
+        loss_v = float("nan")
+        for _ in it:
+            idx = torch.randint(0, len(images), (BATCH_SIZE,), generator=gen)
+            flip = torch.rand(BATCH_SIZE, generator=gen) < 0.5  # presence labels are mirror-invariant
+            logits = model(prep(images[idx], flip))
+            loss = F.binary_cross_entropy_with_logits(logits, labels[idx], pos_weight=pos_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_v = float(loss.detach())
+        model.eval()
+        with torch.no_grad():
+            val_logits = torch.cat([model(prep(val_images[i:i + 64])) for i in range(0, len(val_images), 64)])
+        base = _micro_f1(torch.where(val_labels.mean(0) > 0.5, 1.0, -1.0).expand_as(val_labels), val_labels)
+        spec = BackboneSpec(
+            name=NAME, layers=tuple(f"layer{i + 1}" for i in range(len(WIDTHS))), feature_dims=WIDTHS,
+            mean=tuple(float(v) for v in mean.double()), std=tuple(float(v) for v in std.double()),
+            image_size=IMAGE_SIZE, trained_on=tuple(f"synth-{d}" for d in DOMAINS), classes=CONCEPT_NAMES,
+            seed=seed, steps=steps,
+            metrics={"val_micro_f1": round(_micro_f1(val_logits, val_labels), 4),
+                     "val_micro_f1_majority_baseline": round(base, 4),
+                     "final_train_loss": round(loss_v, 4), "train_seconds": round(time.perf_counter() - t0, 1),
+                     "train_scenes": train_scenes * len(DOMAINS), "threads": torch.get_num_threads()},
+        )
+        return model, spec
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.use_deterministic_algorithms(old_det)
+
+
+def _paths(cache_dir: Path, seed: int, steps: int, train_scenes: int) -> tuple[Path, Path]:
+    stem = f"{NAME}-v{BACKBONE_VERSION}-seed{seed}-steps{steps}"
+    if train_scenes != TRAIN_SCENES:
+        stem += f"-scenes{train_scenes}"
+    return cache_dir / f"{stem}.safetensors", cache_dir / f"{stem}.json"
+
+
+def load_backbone(device: str | torch.device = "cpu", cache_dir: str | Path | None = None,
+                  steps: int | None = None, *, seed: int = 0, progress: bool = True,
+                  train_scenes: int = TRAIN_SCENES) -> tuple[SynthResNet, BackboneSpec]:
+    """The trained synthetic backbone (eval mode) and its spec, training and caching it on first use.
+
+    Cached under `cache_dir` (default `default_root()/"models"`) as
+    safetensors weights plus a JSON spec, keyed by version, seed, steps and
+    (when not the default) the number of training scenes per domain.
+    """
+    from safetensors.torch import load_file, save_file
+
+    from ..load import default_root
+
+    steps = DEFAULT_STEPS if steps is None else int(steps)
+    cache = Path(cache_dir) if cache_dir is not None else default_root() / "models"
+    weights, spec_path = _paths(cache, seed, steps, train_scenes)
+    if weights.is_file() and spec_path.is_file():
+        try:
+            spec = BackboneSpec.from_dict(json.loads(spec_path.read_text()))
+            model = SynthResNet(tuple(spec.feature_dims), len(spec.classes))
+            model.load_state_dict(load_file(str(weights)))
+        except Exception as e:  # noqa: BLE001 - any damage means: say which file, and how to fix it
+            raise MilanError(f"cached backbone {weights} is unreadable ({e}); delete it to retrain") from e
+        return model.to(device).eval(), spec
+    model, spec = train_backbone(seed, steps, progress=progress, train_scenes=train_scenes)
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp_w = weights.with_name(f".{weights.name}.{os.getpid()}.tmp")
+    tmp_s = spec_path.with_name(f".{spec_path.name}.{os.getpid()}.tmp")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_w),
+              metadata={"spec": json.dumps(spec.to_dict())})
+    tmp_s.write_text(json.dumps(spec.to_dict(), indent=1) + "\n")
+    os.replace(tmp_w, weights)  # weights first: the spec's presence marks a complete entry
+    os.replace(tmp_s, spec_path)
+    return model.to(device).eval(), spec
