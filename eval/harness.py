@@ -485,7 +485,7 @@ def _score_and_write(data: list[_SplitData], *, name: str, meta, trained_on: set
                      t_start: float, world: int) -> dict:
     from .metrics import Scorer
 
-    scorer_obj = Scorer(scorer=scorer, device=device, seed=seed)
+    scorer_obj = Scorer(scorer=scorer, device=device, seed=seed, progress=progress)
     split_docs, rows = [], []
     for sd in data:
         refs = sd.references
