@@ -209,7 +209,7 @@ def _refs(sub: Submission) -> list[RefRow]:
         rows.append(RefRow(f"floor: {name}", "floor", {m: _mean(get(s, m) for s in splits) for m in METRICS},
                            norm_of(get)))
     best = lambda s, m: _value(s.get("floor"), m)  # noqa: E731
-    rows.append(RefRow("best floor (per metric)", "best-floor",
+    rows.append(RefRow("best floor (per metric and split)", "best-floor",
                        {m: _mean(best(s, m) for s in splits) for m in METRICS}, norm_of(best)))
     ceil = lambda s, m: _value(s.get("ceiling"), m)  # noqa: E731
     rows.append(RefRow("human ceiling (each annotator vs the others)", "ceiling",
