@@ -121,34 +121,23 @@ class _Context:
         return self._scorers[key]
 
     def prepare(self, benchmark: str, protocol: str, splits: Sequence, limit, seed: int):
-        """The harness's split data for `splits`, and the run revision it fingerprints."""
-        from eval.harness import _prepare
+        """The harness's split data for `splits`, and the run revision it fingerprints (as `evaluate`)."""
+        from eval.harness import prepare_split
 
         key = (benchmark, protocol, tuple(s.name for s in splits), limit, seed)
         if key not in self._splits:
             h = hashlib.sha256(f"{benchmark}\x1e{protocol}".encode())  # as eval.harness.evaluate
-            data = [_prepare(s, self.corpus_root, limit, seed, h) for s in splits]
+            data = [prepare_split(s, self.corpus_root, limit, seed, h) for s in splits]
             self._splits[key] = (data, h.hexdigest())
         return self._splits[key]
 
     def references_side(self, sd, scorer_name: str, seed: int) -> dict:
         """Floors, best floor and ceiling of one split, made as the harness makes them."""
-        from baselines.registry import create_describer
-        from eval.harness import _describe, _score_dict, best_floor
-        from eval.results import FLOOR_DESCRIBERS
+        from eval.harness import reference_scores
 
         key = (sd.split.name, sd.revision, scorer_name, seed)
         if key not in self._refs:
-            scorer = self.scorer(scorer_name, seed)
-            floors = {}
-            for fname in FLOOR_DESCRIBERS:
-                floor = create_describer(fname, seed=seed) if fname == "random-unit" else create_describer(fname)
-                floor.fit(sd.train)
-                texts = _describe(floor, fname, sd.test, sd.test_ids, list(range(len(sd.test_ids))), 4096,
-                                  False, fname)
-                floors[fname] = _score_dict(scorer.score(texts, sd.references, revision=sd.revision))
-            ceiling = _score_dict(scorer.ceiling(sd.references, revision=sd.revision))
-            self._refs[key] = {"floors": floors, "floor": best_floor(floors), "ceiling": ceiling}
+            self._refs[key] = reference_scores(sd, self.scorer(scorer_name, seed), seed)
         return self._refs[key]
 
 
@@ -333,7 +322,7 @@ def validate_submission(path: str | Path, *, corpus_root: str | Path | None = No
                         embedding_tolerance: float = 1e-5, recompute: bool = True, device: str = "cpu",
                         _ctx: _Context | None = None) -> Report:
     """Every problem of one submission folder (see the module docstring for what is checked)."""
-    from eval.harness import _mean_over_trials, _score_dict, normalized_scores
+    from eval.harness import mean_over_trials, normalized_scores, score_dict
     from eval.results import read_descriptions, results_errors
 
     path = Path(path)
@@ -393,7 +382,7 @@ def validate_submission(path: str | Path, *, corpus_root: str | Path | None = No
     for sd, claimed in zip(data, r["splits"]):
         name = sd.split.name
         try:
-            method = _mean_over_trials([_score_dict(scorer.score(list(t), sd.references, revision=sd.revision))
+            method = mean_over_trials([score_dict(scorer.score(list(t), sd.references, revision=sd.revision))
                                         for t in texts[name]])
             side = ctx.references_side(sd, r["scorer"], int(r["seed"]))
         except MilanError as e:
