@@ -160,7 +160,12 @@ def test_two_processes_match_one(world, tmp_path):
     args = list(world["args"])
     args[args.index("--out") + 1] = str(out)
     args[args.index("--layers") + 1] = "layer1"  # fewer units to write; the split of a unit is per-unit
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+    import socket
+
+    with socket.socket() as sock:  # a free port, so parallel test runs do not collide
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port),
            "-m", "milannotations", *args, "--chunk-size", "6"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)

@@ -75,6 +75,17 @@ def _run_key(args: argparse.Namespace, files: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
+def _remove_empty(work: Path) -> None:
+    """Remove the work folder and its `.exemplars-work/<name>` parents where they are empty."""
+    for folder in (work, work.parent, work.parent.parent):
+        try:
+            folder.rmdir()
+        except FileNotFoundError:
+            continue
+        except OSError:  # not empty: finished chunks of another run
+            return
+
+
 def run(args: argparse.Namespace) -> int:
     from ..writer import ConfigMeta
     from ..exemplars import ImageFolderDataset, compute_exemplars, default_transform, write_exemplar_config
@@ -95,10 +106,15 @@ def run(args: argparse.Namespace) -> int:
         if rank == 0:
             print(f"exemplars: {len(dataset)} images, layers {', '.join(layers)}, work folder {work}",
                   file=sys.stderr)
-        stats = compute_exemplars(loaded.module, layers, dataset, k=args.k, quantile=args.quantile,
-                                  batch_size=args.batch_size, device=args.device, normalize=loaded.normalize,
-                                  progress=progress, work_dir=work, chunk_size=args.chunk_size,
-                                  num_workers=args.workers)
+        try:
+            stats = compute_exemplars(loaded.module, layers, dataset, k=args.k, quantile=args.quantile,
+                                      batch_size=args.batch_size, device=args.device,
+                                      normalize=loaded.normalize, progress=progress, work_dir=work,
+                                      chunk_size=args.chunk_size, num_workers=args.workers)
+        except MilanError:
+            if rank == 0:
+                _remove_empty(work)  # keep finished chunks for a resume, but no empty folders
+            raise
         if rank == 0 and stats.skipped:
             print(f"exemplars: skipped {stats.skipped} unreadable image(s) (use --strict to refuse them)",
                   file=sys.stderr)
@@ -113,11 +129,7 @@ def run(args: argparse.Namespace) -> int:
                                      num_workers=args.workers)
         if rank == 0:
             shutil.rmtree(work, ignore_errors=True)
-            for parent in (work.parent, work.parent.parent):
-                try:
-                    parent.rmdir()
-                except OSError:
-                    pass
+            _remove_empty(work)
             n_units = sum(stats.units(layer) for layer in layers)
             print(f"wrote {n_units} units of {args.name} to {path}")
         return 0

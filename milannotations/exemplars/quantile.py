@@ -16,7 +16,11 @@ inside the same lattice interval (uniform spread within the interval,
 clamped to the exact min/max). Every order statistic is therefore off by
 less than one interval width `2**e`, and so is the interpolation:
 
-    |estimate - torch.quantile(x, q)| <= 2**e < 2 * (max - min) / (bins - 2)
+    |estimate - torch.quantile(x, q)| <= 2**e
+    2**e < max(2 * (max - min) / (bins - 2), 2**(ceil(log2(max |x|)) - 49), 2**-199)
+
+(the last two terms only matter for a nearly constant unit, where they are
+negligible: they keep lattice indices exact integers).
 
 `error_bound()` returns `2**e` per unit. With the default 4096 bins that
 is under 0.05 % of the unit's activation range.
