@@ -347,23 +347,26 @@ tr.reported td{background:#fff8e6}.badge{font-size:.8em;padding:0 .3em;border-ra
 _JS = r"""
 (function(){
   function num(td){var v=td.getAttribute('data-v');return v===null||v===''?NaN:parseFloat(v);}
+  function sortBy(table,i,asc){
+    var ths=table.querySelectorAll('thead th'),th=ths[i];
+    var body=table.querySelector('tbody.ranked');if(!body||!th)return;
+    ths.forEach(function(o){o.classList.remove('sorted-asc','sorted-desc');});
+    th.classList.add(asc?'sorted-asc':'sorted-desc');
+    var rows=Array.prototype.slice.call(body.rows);
+    rows.sort(function(a,b){
+      var x=a.cells[i],y=b.cells[i];var nx=num(x),ny=num(y),c;
+      if(!isNaN(nx)||!isNaN(ny)){c=(isNaN(nx)?-Infinity:nx)-(isNaN(ny)?-Infinity:ny);}
+      else{c=x.textContent.localeCompare(y.textContent);}
+      return asc?c:-c;});
+    rows.forEach(function(r){body.appendChild(r);});
+  }
+  var q=new URLSearchParams(location.search);
   document.querySelectorAll('table.sortable').forEach(function(table){
     var ths=table.querySelectorAll('thead th');
     ths.forEach(function(th,i){
-      th.addEventListener('click',function(){
-        var body=table.querySelector('tbody.ranked');if(!body)return;
-        var asc=!th.classList.contains('sorted-asc');
-        ths.forEach(function(o){o.classList.remove('sorted-asc','sorted-desc');});
-        th.classList.add(asc?'sorted-asc':'sorted-desc');
-        var rows=Array.prototype.slice.call(body.rows);
-        rows.sort(function(a,b){
-          var x=a.cells[i],y=b.cells[i];var nx=num(x),ny=num(y),c;
-          if(!isNaN(nx)||!isNaN(ny)){c=(isNaN(nx)?-Infinity:nx)-(isNaN(ny)?-Infinity:ny);}
-          else{c=x.textContent.localeCompare(y.textContent);}
-          return asc?c:-c;});
-        rows.forEach(function(r){body.appendChild(r);});
-      });
+      th.addEventListener('click',function(){sortBy(table,i,!th.classList.contains('sorted-asc'));});
     });
+    if(q.has('sort'))sortBy(table,parseInt(q.get('sort'),10),q.get('dir')!=='desc');  // linkable sorted views
   });
   var buttons=document.querySelectorAll('nav.tabs button');
   function show(id){

@@ -193,20 +193,27 @@ def test_markdown_escapes_submitted_strings(board, tmp_path):
     assert not re.search(r"""(src|href)=["']https?://(?!example\.org)""", html_text)  # no external resources
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
-                    "(apt-get install -y chromium) to render the page headless")
+def _dump_dom(url: str, profile: Path) -> str:
+    """The DOM after the page's script ran, from headless Chromium (no network, throw-away profile)."""
+    out = subprocess.run(
+        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+         "--virtual-time-budget=2000", "--dump-dom", url],
+        capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
+                                    "(apt-get install -y chromium) to render the page headless")
+
+
+@needs_chromium
 def test_page_renders_in_headless_chromium(board, tmp_path):
     from leaderboard.render import render
 
     _, page = render(board["subs"], tmp_path / "site")
-    profile = tmp_path / "profile"
-    out = subprocess.run(
-        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-         "--virtual-time-budget=2000", "--dump-dom", page.resolve().as_uri()],
-        capture_output=True, text=True, timeout=60)
-    dom = out.stdout
-    assert out.returncode == 0, out.stderr[-2000:]
+    dom = _dump_dom(page.resolve().as_uri(), tmp_path / "profile")
     assert '<body data-ready="1">' in dom, "the page's script did not run"
     section = re.search(r'<section class="group" id="synth-within-network[^"]*".*?</section>', dom, re.S)
     assert section, dom[:2000]
@@ -241,3 +248,19 @@ def test_seed_runs_milan_eval_submit_for_every_builtin(capsys):
     assert len(lines) == len(available_describers()) and "constant" in available_describers()
     for name, line in zip(available_describers(), lines):
         assert f"--describer {name} --benchmark synth --protocol within-network" in line and "--submit" in line
+
+
+@needs_chromium
+def test_page_sorts_rows_by_a_column(board, tmp_path):
+    """`?sort=4&dir=asc` runs the same code as a click on the 5th header (normalized score)."""
+    from leaderboard.render import render
+
+    _, page = render(board["subs"], tmp_path / "site")
+    for direction in ("asc", "desc"):
+        dom = _dump_dom(page.resolve().as_uri() + f"?sort=4&dir={direction}", tmp_path / f"profile-{direction}")
+        section = re.search(r'<section class="group" id="synth-within-network.*?</section>', dom, re.S).group(0)
+        rows = re.findall(r'<tr class="describer".*?</tr>', section, re.S)
+        scores = [float(re.findall(r'data-v="([^"]+)"', r)[1]) for r in rows]  # rank, then normalized
+        assert len(scores) == 2 and scores[0] != scores[1]
+        assert scores == sorted(scores, reverse=direction == "desc")
+        assert re.search(rf'<th class="sorted-{direction}">normalized', section)
