@@ -153,7 +153,8 @@ def test_rerank_with_lambda_zero_is_beam_best_and_lambda_moves_the_choice():
     ids = list(cand.ids) + [model.vocab.stop]
     inputs = torch.tensor([[model.vocab.start] + ids[:-1]])
     lp = model.lm(inputs)[0].gather(-1, torch.tensor(ids).unsqueeze(-1)).sum()
-    assert pmi_scores([cand], model.lm, model.vocab, lam)[0] == pytest.approx(cand.score - lam * float(lp.detach()), abs=1e-4)
+    expected = cand.score - lam * float(lp.detach())
+    assert pmi_scores([cand], model.lm, model.vocab, lam)[0] == pytest.approx(expected, abs=1e-4)
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -183,7 +184,8 @@ def _colour_units(n_per: int = 6, k: int = 3, size: int = 32) -> list[AnnotatedE
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     units = _colour_units()
-    d = create_describer("milan", backbone="resnet18-random", epochs=30, patience=30, hidden=64, embedding=32, batch_size=8,
+    d = create_describer("milan", backbone="resnet18-random", epochs=30, patience=30, hidden=64, embedding=32,
+                         batch_size=8,
                          beam=5, cache=str(tmp_path_factory.mktemp("cache")), progress=False, seed=0,
                          save=str(tmp_path_factory.mktemp("ckpt") / "milan-colours"))
     d.fit(units)

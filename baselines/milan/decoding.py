@@ -34,9 +34,10 @@ def greedy(decoder: ShowAttendTell, features: torch.Tensor, vocab: Vocab, length
     decoder.eval()
     n = features.shape[0]
     h, c, keys = decoder.start(features)
-    tokens = torch.full((n,), vocab.start, dtype=torch.long)
-    finished = torch.zeros(n, dtype=torch.bool)
-    scores = torch.zeros(n)
+    dev = features.device
+    tokens = torch.full((n,), vocab.start, dtype=torch.long, device=dev)
+    finished = torch.zeros(n, dtype=torch.bool, device=dev)
+    scores = torch.zeros(n, device=dev)
     steps = []
     for _ in range(length):
         logp, _, h, c = decoder.step(features, keys, tokens, h, c)
@@ -72,14 +73,15 @@ def beam_search(decoder: ShowAttendTell, features: torch.Tensor, vocab: Vocab, l
     h, c, keys = decoder.start(features)
     rep = lambda x: x.repeat_interleave(beam, dim=0)  # noqa: E731
     feats, keys, h, c = rep(features), rep(keys), rep(h), rep(c)
-    scores = torch.full((n, beam), float("-inf"))
+    dev = features.device
+    scores = torch.full((n, beam), float("-inf"), device=dev)
     scores[:, 0] = 0.0  # one live hypothesis per unit at the start
-    tokens = torch.full((n * beam,), vocab.start, dtype=torch.long)
-    history = torch.zeros((n, beam, 0), dtype=torch.long)
-    finished = torch.zeros((n, beam), dtype=torch.bool)
-    only_stop = torch.full((vocab_size,), float("-inf"))
+    tokens = torch.full((n * beam,), vocab.start, dtype=torch.long, device=dev)
+    history = torch.zeros((n, beam, 0), dtype=torch.long, device=dev)
+    finished = torch.zeros((n, beam), dtype=torch.bool, device=dev)
+    only_stop = torch.full((vocab_size,), float("-inf"), device=dev)
     only_stop[vocab.stop] = 0.0
-    offsets = (torch.arange(n) * beam).unsqueeze(1)
+    offsets = (torch.arange(n, device=dev) * beam).unsqueeze(1)
     for t in range(length):
         logp, _, h, c = decoder.step(feats, keys, tokens, h, c)
         logp = torch.where(finished.unsqueeze(-1), only_stop, logp.view(n, beam, vocab_size))
@@ -93,10 +95,10 @@ def beam_search(decoder: ShowAttendTell, features: torch.Tensor, vocab: Vocab, l
         if bool(finished.all()):
             break
     out: list[list[Candidate]] = []
+    history, scores = history.cpu().tolist(), scores.cpu().tolist()
     for i in range(n):
-        cands = [_candidate(history[i, b].tolist(), float(scores[i, b]), vocab)
-                 for b in range(beam) if torch.isfinite(scores[i, b])]
-        out.append(cands)
+        out.append([_candidate(history[i][b], scores[i][b], vocab) for b in range(beam)
+                    if scores[i][b] != float("-inf")])
     return out
 
 
@@ -111,8 +113,8 @@ def pmi_scores(candidates: list[Candidate], lm: LanguageModel, vocab: Vocab, lam
         if ids:
             targets[i, : len(ids)] = torch.tensor(ids)
     lm.eval()
-    prior = lm.sequence_logp(targets, vocab.start, vocab.pad)
-    return [cand.score - lam * float(p) for cand, p in zip(candidates, prior)]
+    prior = lm.sequence_logp(targets.to(next(lm.parameters()).device), vocab.start, vocab.pad).cpu().tolist()
+    return [cand.score - lam * p for cand, p in zip(candidates, prior)]
 
 
 def rerank(beams: list[list[Candidate]], lm: LanguageModel, vocab: Vocab, lam: float) -> list[Candidate]:

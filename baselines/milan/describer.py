@@ -83,7 +83,7 @@ class MilanDescriber:
                                         batch_size=int(batch_size))
         self.hidden, self.embedding = int(hidden), int(embedding)
         self.cache_dir = None if cache is False else (_default_cache() if cache is True else Path(str(cache)))
-        self.model: MilanModel | None = load_checkpoint(checkpoint) if checkpoint else None
+        self.model: MilanModel | None = load_checkpoint(checkpoint).to(device) if checkpoint else None
         self._encoder: PyramidEncoder | None = None
         self.meta = self._meta()
 
@@ -144,9 +144,10 @@ class MilanDescriber:
         lcfg = LMConfig(vocab_size=len(vocab), embedding_size=self.embedding, hidden_size=self.hidden)
         history = History()
         with torch.random.fork_rng(devices=[]):
-            lm = fit_lm(annotations, vocab, lcfg, dcfg.length, self.train_config, history, self.progress)
+            lm = fit_lm(annotations, vocab, lcfg, dcfg.length, self.train_config, history, self.progress,
+                        self.device)
             decoder = fit_decoder(features, annotations, unit_ids, vocab, dcfg,
-                                  self.train_config, history, self.progress)
+                                  self.train_config, history, self.progress, self.device)
         trained_on = tuple(dict.fromkeys(c for _, c, _ in seen))
         enc = self._encoder
         self.model = MilanModel(vocab, decoder, lm, enc.backbone.name, enc.backbone.signature, trained_on,

@@ -36,6 +36,7 @@ class MilanModel:
             raise MilanError(f"features have size {features.shape[-1]} but the decoder expects "
                              f"{self.decoder.config.feature_size} (backbone {self.backbone})")
         length = self.decoder.config.length
+        features = features.to(next(self.decoder.parameters()).device)
         out: list[Candidate] = []
         for i in range(0, features.shape[0], chunk):
             part = features[i: i + chunk]
@@ -48,6 +49,12 @@ class MilanModel:
             else:
                 out.extend(rerank(beams, self.lm, self.vocab, lam))
         return out
+
+    def to(self, device: str) -> "MilanModel":
+        self.decoder.to(device)
+        if self.lm is not None:
+            self.lm.to(device)
+        return self
 
     def describe(self, features: torch.Tensor, **kwargs) -> list[str]:
         return [self.vocab.decode(c.ids) for c in self.decode(features, **kwargs)]

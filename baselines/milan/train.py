@@ -84,10 +84,11 @@ def _early_stop(patience: int, since_best: int) -> bool:
 
 def fit_decoder(features: torch.Tensor, annotations: Sequence[Sequence[str]], unit_ids: Sequence[str],
                 vocab: Vocab, decoder_config: DecoderConfig, config: TrainConfig, history: History,
-                progress: bool = True) -> ShowAttendTell:
+                progress: bool = True, device: str = "cpu") -> ShowAttendTell:
     """Train a decoder on (N, k, D) features and each unit's descriptions; returns the best one."""
     torch.manual_seed(config.seed)
-    decoder = ShowAttendTell(decoder_config)
+    decoder = ShowAttendTell(decoder_config).to(device)
+    features = features.to(device)
     held = sample_holdout(unit_ids, config.holdout, config.seed) if config.holdout > 0 else set()
     train_units = [i for i, u in enumerate(unit_ids) if u not in held]
     val_units = [i for i, u in enumerate(unit_ids) if u in held]
@@ -107,8 +108,8 @@ def fit_decoder(features: torch.Tensor, annotations: Sequence[Sequence[str]], un
         for b in range(0, len(order), config.batch_size):
             batch = [pairs[j] for j in order[b: b + config.batch_size]]
             feats = features[[i for i, _ in batch]]
-            targets = _pad([t for _, t in batch], vocab.pad)
-            inputs = torch.cat([torch.full((len(batch), 1), vocab.start), targets[:, :-1]], dim=1)
+            targets = _pad([t for _, t in batch], vocab.pad).to(device)
+            inputs = torch.cat([torch.full_like(targets[:, :1], vocab.start), targets[:, :-1]], dim=1)
             logp, alphas = decoder(feats, inputs)
             valid = targets != vocab.pad
             loss = F.nll_loss(logp.transpose(1, 2), targets, ignore_index=vocab.pad)
@@ -140,10 +141,10 @@ def fit_decoder(features: torch.Tensor, annotations: Sequence[Sequence[str]], un
 
 
 def fit_lm(annotations: Sequence[Sequence[str]], vocab: Vocab, lm_config: LMConfig, length: int,
-           config: TrainConfig, history: History, progress: bool = True) -> LanguageModel:
+           config: TrainConfig, history: History, progress: bool = True, device: str = "cpu") -> LanguageModel:
     """Train the LM on every training description as its own sequence; returns the best one."""
     torch.manual_seed(config.seed + 1)
-    lm = LanguageModel(lm_config, vocab.pad)
+    lm = LanguageModel(lm_config, vocab.pad).to(device)
     seqs = [vocab.index(a, length) for anns in annotations for a in anns]
     gen = torch.Generator().manual_seed(config.seed + 1)
     perm = torch.randperm(len(seqs), generator=gen).tolist()
@@ -152,8 +153,8 @@ def fit_lm(annotations: Sequence[Sequence[str]], vocab: Vocab, lm_config: LMConf
     optimizer = torch.optim.AdamW(lm.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
     def loss_of(rows: list[list[int]]) -> torch.Tensor:
-        targets = _pad(rows, vocab.pad)
-        inputs = torch.cat([torch.full((len(rows), 1), vocab.start), targets[:, :-1]], dim=1)
+        targets = _pad(rows, vocab.pad).to(device)
+        inputs = torch.cat([torch.full_like(targets[:, :1], vocab.start), targets[:, :-1]], dim=1)
         return F.nll_loss(lm(inputs).transpose(1, 2), targets, ignore_index=vocab.pad)
 
     best_state, best_loss, since_best = copy.deepcopy(lm.state_dict()), math.inf, 0
