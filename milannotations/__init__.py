@@ -11,9 +11,12 @@ from .errors import MilanError  # noqa: E402
 from .schema import FEATURES, REAL_CONFIGS, REAL_GROUPINGS  # noqa: E402
 from .load import default_root, load, resolve_configs  # noqa: E402
 from .units import UnitSet, to_exemplars, unit_grid  # noqa: E402
+from .build import build  # noqa: E402
+from .download import download  # noqa: E402
+from .imagejoin import ImageSource, join_folder  # noqa: E402
 
 __all__ = [
     "AnnotatedExemplars", "Describer", "DescriberMeta", "Exemplars", "FEATURES", "MilanError",
-    "REAL_CONFIGS", "REAL_GROUPINGS", "UnitSet", "default_root", "load", "resolve_configs",
-    "to_exemplars", "unit_grid",
+    "ImageSource", "REAL_CONFIGS", "REAL_GROUPINGS", "UnitSet", "build", "default_root", "download",
+    "join_folder", "load", "resolve_configs", "to_exemplars", "unit_grid",
 ]
