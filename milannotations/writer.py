@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -29,6 +31,9 @@ SPLITS = ("train", "test")
 _SHARD_BYTES = 1 << 30
 _ROW_GROUP_UNITS = 8
 _HF_METADATA = json.dumps({"info": {"features": FEATURES.to_dict()}}).encode()
+# PNG encoding dominates conversion time and PIL releases the GIL while it compresses,
+# so a unit's images are encoded in parallel; output bytes do not depend on the pool.
+_POOL = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))
 
 
 @dataclass
@@ -199,7 +204,7 @@ def _encode(config: str, meta: ConfigMeta, uid: str, row: UnitRow) -> dict:
             raise MilanError(f"{uid}: images must be uint8 k x 3 x H x W, got {images.dtype} {images.shape}")
         if images.shape[0] != masks.shape[0] or images.shape[-2:] != masks.shape[-2:]:
             raise MilanError(f"{uid}: images {images.shape} and masks {masks.shape} disagree")
-        image_cells = [{"bytes": encode_png(im), "path": None} for im in images]
+        image_cells = [{"bytes": b, "path": None} for b in _POOL.map(encode_png, images)]
     else:
         image_cells = []
     if len(ids) != masks.shape[0]:
@@ -212,7 +217,7 @@ def _encode(config: str, meta: ConfigMeta, uid: str, row: UnitRow) -> dict:
         "layer": str(row.layer),
         "unit": int(row.unit),
         "images": image_cells,
-        "masks": [{"bytes": _mask_png(m), "path": None} for m in masks],
+        "masks": [{"bytes": b, "path": None} for b in _POOL.map(_mask_png, masks)],
         "image_ids": ids,
         "annotations": [str(a) for a in row.annotations],
         "truth": row.truth,
