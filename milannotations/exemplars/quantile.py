@@ -35,7 +35,7 @@ the data; a sharded run gives the same thresholds as a single process.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -61,6 +61,9 @@ class QuantileSketch:
     vmin: torch.Tensor
     vmax: torch.Tensor
     n: int = 0
+    # Device copies of the per-unit scale and shift, rebuilt only when the lattice moves
+    # (small host-to-device copies per batch would stall a GPU).
+    _consts: tuple | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def empty(cls, units: int, bins: int = DEFAULT_BINS) -> "QuantileSketch":
@@ -102,25 +105,24 @@ class QuantileSketch:
             vmin = values.amin(dim=(0, 2))
         if vmax is None:
             vmax = values.amax(dim=(0, 2))
-        bmin, bmax = vmin.double().cpu(), vmax.double().cpu()
+        bmin, bmax = torch.stack([vmin.double(), vmax.double()]).cpu()  # one device sync
         if not (torch.isfinite(bmin).all() and torch.isfinite(bmax).all()):
             raise ValueError("activations contain NaN or infinity; the quantile is undefined")
         vmin, vmax = torch.minimum(self.vmin, bmin), torch.maximum(self.vmax, bmax)
         self._regrid(_fit_exponent(vmin, vmax, self.exponent, self.bins), vmin)
         self.vmin, self.vmax = vmin, vmax
-        e = self.exponent
-        use32 = values.dtype != torch.float64 and bool((e >= -126).all() and (e <= 126).all())
-        dtype = torch.float32 if use32 else torch.float64
+        scale, shift, fused, dtype = self._device_constants(values)
         dev = values.device
-        scale = torch.pow(2.0, -e.double()).to(device=dev, dtype=dtype)[:, None]
         # Exact arithmetic throughout, so a value's counter never depends on batching:
-        # scaling by a power of two is exact, floor is exact, and floor(x) - offset is an
-        # integer in [0, bins), which IEEE subtraction returns exactly. Only then go to int32.
+        # scaling by a power of two is exact, floor is exact, and floor(x) - offset (+ the
+        # unit's row start u * bins when `fused`) is a small integer, which IEEE subtraction
+        # returns exactly. Only then convert to int32.
         idx = values.to(dtype) * scale
         idx.floor_()
-        idx.sub_(self.offset.to(device=dev, dtype=dtype)[:, None])
+        idx.sub_(shift)
         idx = idx.to(torch.int32)
-        idx.add_((torch.arange(self.units, device=dev, dtype=torch.int32) * self.bins)[:, None])
+        if not fused:
+            idx.add_((torch.arange(self.units, device=dev, dtype=torch.int32) * self.bins)[:, None])
         if self.counts.device != dev:
             self.counts = self.counts.to(dev)
         flat = idx.reshape(-1)
@@ -130,6 +132,24 @@ class QuantileSketch:
             self.counts.put_(flat.long(), torch.ones(1, dtype=torch.int64, device=dev).expand(flat.numel()),
                              accumulate=True)
         self.n += values.shape[0] * values.shape[2]
+
+    def _device_constants(self, values: torch.Tensor) -> tuple:
+        """(scale, shift, fused, dtype) for binning `values`, cached per lattice and device."""
+        key = (values.device, values.dtype)
+        if self._consts is not None and self._consts[0] == key:
+            return self._consts[1:]
+        e = self.exponent
+        use32 = values.dtype != torch.float64 and bool((e >= -126).all() and (e <= 126).all())
+        dtype = torch.float32 if use32 else torch.float64
+        exact_int = 2 ** 24 if use32 else 2 ** 53
+        row_start = torch.arange(self.units, dtype=torch.int64) * self.bins
+        # Subtracting (offset - row_start) in one step needs every operand to be an exact float.
+        fused = bool((self.offset.abs() + self.units * self.bins < exact_int).all())
+        shift = (self.offset - row_start) if fused else self.offset
+        scale = torch.pow(2.0, -e.double()).to(device=values.device, dtype=dtype)[:, None]
+        shift = shift.to(dtype).to(values.device)[:, None]
+        self._consts = (key, scale, shift, fused, dtype)
+        return self._consts[1:]
 
     def _regrid(self, exponent: torch.Tensor, vmin: torch.Tensor) -> None:
         """Move every unit onto lattice `exponent` (>= current), window anchored at `vmin`."""
@@ -152,8 +172,11 @@ class QuantileSketch:
             moved = torch.zeros_like(old)
             moved.scatter_add_(1, target.clamp(0, self.bins - 1), old)
             self.counts[rows] = moved
-        self.exponent = torch.where(torch.isfinite(vmin), exponent, self.exponent)
-        self.offset = torch.where(torch.isfinite(vmin), new_offset, self.offset)
+        exponent = torch.where(torch.isfinite(vmin), exponent, self.exponent)
+        new_offset = torch.where(torch.isfinite(vmin), new_offset, self.offset)
+        if not (torch.equal(exponent, self.exponent) and torch.equal(new_offset, self.offset)):
+            self._consts = None
+        self.exponent, self.offset = exponent, new_offset
 
     # ------------------------------------------------------------------- merge
     def merge(self, other: "QuantileSketch") -> "QuantileSketch":
@@ -172,7 +195,7 @@ class QuantileSketch:
         for s in (a, b):
             s._regrid(e, vmin)
         self.counts = a.counts + b.counts
-        self.exponent, self.offset = a.exponent, a.offset
+        self.exponent, self.offset, self._consts = a.exponent, a.offset, None
         self.vmin, self.vmax, self.n = vmin, vmax, self.n + other.n
         return self
 
