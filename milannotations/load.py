@@ -46,7 +46,7 @@ def _local_root(name: str, root: str | Path | None) -> Path | None:
     if is_synth(name):
         from .synth.build import ensure_synth
 
-        return ensure_synth(default_root() / "synth")
+        return ensure_synth(default_root() / "synth", configs=resolve_configs(name))  # synth-net-* on demand
     return default_root() / "corpus"
 
 
