@@ -36,7 +36,7 @@ from .neurons import FAMILY_KINDS, KINDS, MAP_SIZE, STRIDE, SynthNeurons, kind_c
 from .scenes import CONCEPTS, IMAGE_SIZE, render_scene
 
 #: Bump whenever scenes, neurons, descriptions or the build change their output; keys the cache.
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"
 #: Scenes per domain that exemplars are drawn from (the "probe set").
 POOL_SIZE = 600
 DEFAULT_UNITS = 200
@@ -93,11 +93,24 @@ def _unit_seed(seed: int, config: str) -> int:
     return int.from_bytes(hashlib.sha256(f"synth-noise-mix:{seed}:{config}".encode()).digest()[:4], "little")
 
 
+def _inventory() -> str:
+    """The concept inventory in one line, by category, for the dataset card."""
+    cats: dict[str, list[str]] = {}
+    for c in CONCEPTS:
+        cats.setdefault(c.category, []).append(c.name)
+    parts = sorted({n.split(" of ")[0] for n in cats.get("part", [])})
+    listed = [f"{cat} ({', '.join(names)})" for cat, names in cats.items() if cat != "part"]
+    listed.append(f"part ({', '.join(parts)} of each shape)")
+    return "; ".join(listed)
+
+
 def _description(family: str, domain: str, units: int) -> str:
     counts = kind_counts(family, units)
     mix = ", ".join(f"{counts[k]} {k}" for k in KINDS)
-    return (f"{units} synthetic units of family `{family}` ({mix}) on `{domain}` scenes; "
-            f"descriptions are GENERATED from each unit's known formula, not written by people.")
+    return (f"{units} synthetic units of family `{family}` ({mix}) on `{domain}` scenes "
+            f"({IMAGE_SIZE} px). The 3 descriptions per unit are GENERATED from each unit's known formula "
+            f"by a template generator (synonyms, word order, articles and plurals, one annotator often vaguer "
+            f"or naming only half of a compound), not written by people. Concept inventory: {_inventory()}.")
 
 
 def _provenance(seed: int, units: int, pool_size: int, extra: dict | None = None) -> dict:
