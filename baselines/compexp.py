@@ -113,12 +113,16 @@ def _iou(inter: torch.Tensor, size: torch.Tensor, unit_area: float) -> torch.Ten
     return torch.where(union > 0, inter / union.clamp_min(1e-9), torch.zeros_like(union))
 
 
-def _extend(fmask: torch.Tensor, f_inter: float, f_size: float, M: torch.Tensor, u: torch.Tensor,
-            Mu: torch.Tensor, area: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Intersection with the unit and size of `F op c` for every concept c and op, from two products."""
+def _extend(fmask: torch.Tensor, f_inter: float, f_size: float, M: torch.Tensor, uw: torch.Tensor,
+            w: torch.Tensor, Mu: torch.Tensor, area: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Intersection with the unit and size of `F op c` for every concept c and op, from two products.
+
+    M: C x S concept masks (float); uw: the unit mask times the pixel
+    weights; w: pixel weights; Mu = M @ uw and area = M @ w precomputed.
+    """
     f = fmask.to(M.dtype)
-    a = M @ (f * u)  # |F & c & u|
-    b = M @ f        # |F & c|
+    a = M @ (f * uw)  # |F & c & u|
+    b = M @ (f * w)   # |F & c|
     return {
         "and": (a, b),
         "or": (f_inter + Mu - a, f_size + area - b),
@@ -127,9 +131,14 @@ def _extend(fmask: torch.Tensor, f_inter: float, f_size: float, M: torch.Tensor,
 
 
 def beam_search(uc: UnitConcepts, *, max_length: int = 3, beam_size: int = 5,
-                ops: Sequence[str] = OPS) -> list[tuple[Formula, float]]:
-    """Best formulas for one unit, highest IoU first (ties: shorter first), over the unit's present concepts.
+                ops: Sequence[str] = OPS, length_penalty: float = 0.0) -> list[tuple[Formula, float]]:
+    """Best formulas for one unit with their IoU, best first, over the unit's present concepts.
 
+    Formulas are ranked by IoU x (1 - length_penalty)^(length - 1), then
+    shorter first. With `length_penalty=0` this is the paper's pure IoU
+    search; a small penalty keeps an extra term only when it pays for
+    itself, so noise-level gains ("... and not outline of circle") do not
+    turn a clean concept into a longer formula.
     Formula concept indices refer to rows of `uc.masks`; map them with
     `Formula.map(uc.index)`. Returns at most `beam_size` formulas.
     """
@@ -139,17 +148,19 @@ def beam_search(uc: UnitConcepts, *, max_length: int = 3, beam_size: int = 5,
     if C == 0:
         return []
     masks = uc.masks
-    M = masks.to(torch.float32)
-    u = uc.unit.to(torch.float32)
-    ua = float(u.sum())
-    Mu = M @ u
-    area = M.sum(dim=1)
-    single = _iou(Mu.double(), area.double(), ua)
+    M = masks.to(torch.float64)
+    w = uc.weights()
+    uw = uc.unit.to(torch.float64) * w
+    ua = float(uw.sum())
+    Mu = M @ uw
+    area = M @ w
+    single = _iou(Mu, area, ua)
 
-    # Each beam entry: formula -> (iou, mask, |F & u|, |F|).
+    # Each beam entry: formula -> (iou, mask, |F & u|, |F|), sizes in pixels (weighted).
     def entry(f: Formula, m: torch.Tensor) -> tuple[float, torch.Tensor, float, float]:
-        inter = float((m & uc.unit).sum())
-        size = float(m.sum())
+        mw = m.to(torch.float64)
+        inter = float(mw @ uw)
+        size = float(mw @ w)
         return float(_iou(torch.tensor(inter), torch.tensor(size), ua)), m, inter, size
 
     order = sorted(range(C), key=lambda i: (-float(single[i]), i))[:beam_size]
@@ -158,9 +169,11 @@ def beam_search(uc: UnitConcepts, *, max_length: int = 3, beam_size: int = 5,
         f = Formula(i)
         beam[f.key()] = (f, entry(f, masks[i]))
 
+    keep = 1.0 - float(length_penalty)
+
     def rank(item: tuple[Formula, float]) -> tuple:
-        f, s = item
-        return (-s, len(f), f.concepts)
+        f, iou = item
+        return (-iou * keep ** (len(f) - 1), len(f), f.concepts)
 
     for _ in range(max_length - 1):
         candidates: dict[tuple, tuple[Formula, float]] = {k: (f, e[0]) for k, (f, e) in beam.items()}
@@ -169,10 +182,10 @@ def beam_search(uc: UnitConcepts, *, max_length: int = 3, beam_size: int = 5,
                 continue
             used = torch.zeros(C, dtype=torch.bool)
             used[list(f.concepts)] = True
-            for op, (inter, size) in _extend(fmask, f_inter, f_size, M, u, Mu, area).items():
+            for op, (inter, size) in _extend(fmask, f_inter, f_size, M, uw, w, Mu, area).items():
                 if op not in ops:
                     continue
-                scores = _iou(inter.double(), size.double(), ua).masked_fill(used, -1.0)
+                scores = _iou(inter, size, ua).masked_fill(used, -1.0)
                 top = torch.topk(scores, min(beam_size, C)).indices.tolist()
                 for c in top:
                     if float(scores[c]) < 0:
@@ -189,6 +202,25 @@ def beam_search(uc: UnitConcepts, *, max_length: int = 3, beam_size: int = 5,
             break
         beam = new_beam
     return sorted(((f, e[0]) for f, e in beam.values()), key=rank)
+
+
+#: Synthetic truth kinds expressible as a two-concept formula, and their operator.
+_TRUTH_OPS = {"and": "and", "or": "or", "polysemantic": "or", "not": "and not"}
+
+
+def formula_from_truth(truth: dict, concepts: Sequence[str]) -> Formula | None:
+    """A synthetic unit's truth (`{"kind", "concepts", ...}`) as a Formula over `concepts`, for scoring recovery.
+
+    None for kinds no AND/OR/AND NOT formula expresses (spatial relations).
+    Evaluation code only: describers never see the truth.
+    """
+    names = list(concepts)
+    c = truth["concepts"]
+    if truth["kind"] == "concept":
+        return Formula(names.index(c[0]))
+    if truth["kind"] in _TRUTH_OPS:
+        return Formula(names.index(c[0]), ((_TRUTH_OPS[truth["kind"]], names.index(c[1])),))
+    return None
 
 
 def _plural(noun: str) -> str:
@@ -268,7 +300,8 @@ class CompExp:
     """
 
     def __init__(self, segmenter: str | Segmenter = "oracle", max_length: int = 3, beam_size: int = 5,
-                 text: str = "formula", ops: str = "and+or+andnot", progress: bool = False,
+                 text: str = "formula", ops: str = "and+or+andnot", length_penalty: float = 0.02,
+                 progress: bool = False,
                  **segmenter_args: Any) -> None:
         if text not in ("formula", "phrase"):
             raise MilanError(f"compexp text must be 'formula' or 'phrase', got {text!r}")
@@ -284,13 +317,17 @@ class CompExp:
         self.max_length = int(max_length)
         self.beam_size = int(beam_size)
         self.text = text
+        if not 0.0 <= float(length_penalty) < 1.0:
+            raise MilanError(f"compexp length_penalty must be in [0, 1), got {length_penalty}")
+        self.length_penalty = float(length_penalty)
         self.progress = progress
         self.meta = DescriberMeta(
             name="compexp", version="1", trained_on=(),
             citation=COMPEXP_CITATION + "; " + NETDISSECT_CITATION + (
                 f"; segmenter: {self.segmenter.citation}" if self.segmenter.citation else ""),
             reference=(segmenter_reference(self.segmenter)
-                       + f"; formula length <= {self.max_length}, beam {self.beam_size}, text={self.text}"),
+                       + f"; formula length <= {self.max_length}, beam {self.beam_size}, length penalty "
+                          f"{self.length_penalty}, text={self.text}"),
         )
 
     def fit(self, train: Sequence[AnnotatedExemplars]) -> None:
@@ -299,7 +336,8 @@ class CompExp:
     def explain(self, unit: Exemplars) -> Explanation:
         """The best formula of one unit, its IoU and its text."""
         uc = unit_concepts(unit, self.segmenter)
-        found = beam_search(uc, max_length=self.max_length, beam_size=self.beam_size, ops=self.ops)
+        found = beam_search(uc, max_length=self.max_length, beam_size=self.beam_size, ops=self.ops,
+                            length_penalty=self.length_penalty)
         names = [self.segmenter.describe_concept(i) for i in range(len(self.segmenter.concepts))]
         if not found:
             f, iou = Formula(0), 0.0

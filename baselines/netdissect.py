@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import torch
 from tqdm.auto import tqdm
 
 from milannotations.contract import AnnotatedExemplars, DescriberMeta, Exemplars
@@ -82,9 +83,9 @@ class NetDissect:
         if uc.masks.shape[0] == 0:
             # No concept anywhere in the exemplars: fall back to the first concept, IoU 0.
             return ConceptLabel(self.segmenter.concepts[0], self.segmenter.describe_concept(0), 0.0, False)
-        iou = pooled_iou(uc.unit, uc.masks)
+        iou = pooled_iou(uc.unit, uc.masks, uc.weight)
         # Ties (e.g. an inactive unit, all IoU 0) go to the larger concept, then to the earlier one.
-        area = uc.masks.sum(dim=1).double()
+        area = uc.masks.to(torch.float64) @ uc.weights()
         best = int(max(range(len(iou)), key=lambda i: (float(iou[i]), float(area[i]), -i)))
         c = int(uc.index[best])
         value = float(iou[best])

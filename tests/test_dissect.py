@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from baselines import create_describer
-from baselines.compexp import CompExp, Formula, beam_search, render_phrase
-from baselines.dissect import UnitConcepts, pooled_iou
+from baselines.compexp import CompExp, Formula, beam_search, formula_from_truth, render_phrase
+from baselines.dissect import UnitConcepts, compress, pooled_iou
 from baselines.netdissect import NetDissect
 from baselines.segmenters import COLOUR_NAMES, Segmenter, colour_index, create_segmenter
 from milannotations import Exemplars, MilanError
@@ -49,6 +49,19 @@ def test_pooled_iou_sums_intersections_and_unions_over_exemplars():
     concept[0, 0, :2, :] = True
     iou = pooled_iou(unit.reshape(-1), concept.permute(1, 0, 2, 3).reshape(1, -1))
     assert iou.tolist() == pytest.approx([0.4])  # 4 / 10, not the per-image mean 0.25
+
+
+def test_compressing_pixels_to_signatures_keeps_every_iou():
+    g = torch.Generator().manual_seed(1)
+    C, N = 70, 4000  # > 62 concepts: signatures span two 64-bit words
+    masks = torch.rand(C, N, generator=g) < 0.05
+    unit = torch.rand(N, generator=g) < 0.3
+    uc = compress(unit, masks, torch.arange(C))
+    assert uc.masks.shape[1] < N and float(uc.weights().sum()) == N
+    assert torch.allclose(pooled_iou(uc.unit, uc.masks, uc.weight), pooled_iou(unit, masks))
+    f = Formula(3, (("or", 65), ("and not", 9)))
+    assert float(pooled_iou(uc.unit, f.mask(uc.masks)[None], uc.weight)[0]) == pytest.approx(
+        float(pooled_iou(unit, f.mask(masks)[None])[0]))
 
 
 def _hand_world():
@@ -204,3 +217,48 @@ def test_ade20k_absent_model_is_a_clear_error(tmp_path):
         create_describer("netdissect", segmenter="ade20k", model=str(tmp_path / "missing"))
     with pytest.raises(MilanError, match="not available offline"):
         create_describer("netdissect", segmenter="ade20k")  # hub id, empty offline cache in tests
+
+
+# --------------------------------------------------------------------- synthetic world
+
+@pytest.fixture(scope="module")
+def small_synth(tmp_path_factory):
+    """A small deep-family build (many compositional units) over a small scene pool."""
+    from milannotations.synth.build import build_synth
+
+    out = tmp_path_factory.mktemp("synth")
+    build_synth(out, seed=0, units=30, configs=["synth-deep-plain"], pool_size=120, progress=False)
+    import milannotations as mn
+
+    ds = mn.load("synth-deep-plain", split="train", root=out)
+    truths = [json.loads(t) for t in ds["truth"]]
+    return list(mn.UnitSet(ds)), truths
+
+
+def test_oracle_recovers_true_concepts_and_formulas_on_a_small_build(small_synth):
+    units, truths = small_synth
+    nd = create_describer("netdissect", segmenter="oracle")
+    ce = create_describer("compexp", segmenter=nd.segmenter)  # share the per-image cache
+    concepts = nd.segmenter.concepts
+    single = [(u, t) for u, t in zip(units, truths) if t["kind"] == "concept"]
+    conj = [(u, t) for u, t in zip(units, truths) if t["kind"] == "and"]
+    assert single and conj
+    nd_ok = [nd.explain(u).concept == t["concepts"][0] for u, t in single]
+    ce_ok = [ce.explain(u).formula.key() == formula_from_truth(t, concepts).key() for u, t in conj]
+    assert sum(nd_ok) / len(nd_ok) >= 0.8, nd_ok
+    assert sum(ce_ok) / len(ce_ok) >= 0.6, ce_ok
+    assert "ORACLE" in nd.meta.reference and "upper bound" in nd.meta.reference
+
+
+def test_synth_segmenter_trains_once_caches_safetensors_and_segments(small_synth, tmp_path):
+    units, _ = small_synth
+    seg = create_segmenter("synth", steps=3, width=8, cache_dir=tmp_path, progress=False)
+    files = list(tmp_path.glob("*.safetensors"))
+    assert len(files) == 1 and seg.path == files[0]
+    again = create_segmenter("synth", steps=3, width=8, cache_dir=tmp_path, progress=False)  # read, not retrained
+    for (k, a), (_, b) in zip(seg.net.state_dict().items(), again.net.state_dict().items()):
+        assert torch.equal(a, b), k
+    out = seg.segment_unit(units[0])
+    assert out.shape == (units[0].k, 45, 112, 112) and out.dtype == torch.bool
+    text = create_describer("netdissect", segmenter=seg).describe(units[:2])
+    assert all(t in seg.concepts for t in text)

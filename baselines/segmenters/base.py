@@ -44,7 +44,7 @@ class Segmenter(ABC):
     def __init__(self, cache_bytes: int = 256 * 2**20) -> None:
         # Units of a layer share exemplar images, so per-image results are
         # cached (LRU, bounded by bytes) keyed by (dataset, image id, size).
-        self._cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._cache: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
         self._cache_bytes = cache_bytes
         self._cached = 0
 
@@ -63,30 +63,43 @@ class Segmenter(ABC):
         return self.concepts[index].replace("_", " ").replace("-", " ").strip()
 
     def segment_unit(self, unit: Exemplars) -> torch.Tensor:
-        """bool k x C x h x w concept masks of a unit's exemplars at its masks' resolution.
+        """bool k x C x h x w concept masks of a unit's exemplars at its masks' resolution."""
+        ids, table = self.segment_unit_packed(unit)
+        return table[ids].permute(0, 3, 1, 2)
 
-        Per-image results are cached when the unit carries image ids.
+    def segment_unit_packed(self, unit: Exemplars) -> tuple[torch.Tensor, torch.Tensor]:
+        """The unit's concept masks as (ids int64 k x h x w, table bool S x C): pixel -> row of `table`.
+
+        Each image is packed once (`pack`) and cached by (dataset, image id,
+        size) when the unit carries image ids; units of a layer share images.
         """
         k = unit.k
         h, w = unit.masks.shape[-2:]
         ids = list(unit.image_ids) if len(unit.image_ids) == k else None
-        if ids is None:
-            return self._resize(self._segment_unit_images(unit, range(k)), h, w)
-        out: list[torch.Tensor | None] = [None] * k
-        missing = []
-        for j, i in enumerate(ids):
-            key = (unit.dataset, int(i), h, w)
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                out[j] = self._cache[key]
-            else:
-                missing.append(j)
+        packed: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * k
+        missing = list(range(k))
+        if ids is not None:
+            missing = []
+            for j, i in enumerate(ids):
+                key = (unit.dataset, int(i), h, w)
+                if key in self._cache:
+                    self._cache.move_to_end(key)
+                    packed[j] = self._cache[key]
+                else:
+                    missing.append(j)
         if missing:
             fresh = self._resize(self._segment_unit_images(unit, missing), h, w)
             for j, m in zip(missing, fresh):
-                out[j] = m
-                self._remember((unit.dataset, int(ids[j]), h, w), m)
-        return torch.stack(out)  # type: ignore[arg-type]
+                packed[j] = pack(m)
+                if ids is not None:
+                    self._remember((unit.dataset, int(ids[j]), h, w), packed[j])
+        offsets, total = [], 0
+        for p in packed:
+            offsets.append(total)
+            total += p[1].shape[0]
+        all_ids = torch.stack([p[0] + off for p, off in zip(packed, offsets)])
+        table = torch.cat([p[1] for p in packed])
+        return all_ids, table
 
     def _segment_unit_images(self, unit: Exemplars, rows: Sequence[int]) -> torch.Tensor:
         rows = list(rows)
@@ -94,15 +107,15 @@ class Segmenter(ABC):
         ids = [unit.image_ids[j] for j in rows] if unit.image_ids else None
         return self.segment(images, dataset=unit.dataset, image_ids=ids, unit_id=unit.unit_id)
 
-    def _remember(self, key: tuple, masks: torch.Tensor) -> None:
-        size = masks.numel()
+    def _remember(self, key: tuple, packed: tuple[torch.Tensor, torch.Tensor]) -> None:
+        size = packed[0].numel() * 8 + packed[1].numel()
         if size > self._cache_bytes:
             return
-        self._cache[key] = masks
+        self._cache[key] = packed
         self._cached += size
         while self._cached > self._cache_bytes:
-            _, old = self._cache.popitem(last=False)
-            self._cached -= old.numel()
+            _, (old_ids, old_table) = self._cache.popitem(last=False)
+            self._cached -= old_ids.numel() * 8 + old_table.numel()
 
     @staticmethod
     def _resize(masks: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -110,3 +123,36 @@ class Segmenter(ABC):
         if masks.shape[-2:] == (h, w):
             return masks
         return F.interpolate(masks.to(torch.uint8), size=(h, w), mode="nearest").bool()
+
+
+def signature_ids(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Group the columns of a bool R x N matrix by their content.
+
+    Returns (inverse N: group of each column, rep S: one column index per
+    group, counts S). Blocks of 52 rows become one exact integer per column
+    (a float64 dot product with powers of two); blocks are combined through
+    their ranks, so any number of rows works.
+    """
+    key = None
+    for start in range(0, rows.shape[0], 52):
+        chunk = rows[start:start + 52].to(torch.float64)
+        word = (torch.pow(2.0, torch.arange(chunk.shape[0], dtype=torch.float64)) @ chunk).to(torch.int64)
+        if key is None:
+            key = word
+        else:
+            _, a = torch.unique(key, return_inverse=True)
+            _, b = torch.unique(word, return_inverse=True)
+            key = a * (int(b.max()) + 1) + b
+    if key is None:
+        key = torch.zeros(rows.shape[1], dtype=torch.int64)
+    _, inverse, counts = torch.unique(key, return_inverse=True, return_counts=True)
+    rep = torch.empty(counts.shape[0], dtype=torch.int64).scatter_(0, inverse, torch.arange(key.shape[0]))
+    return inverse, rep, counts
+
+
+def pack(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """bool C x h x w concept masks of one image -> (ids int64 h x w, table bool S x C), masks == table[ids]."""
+    c, h, w = masks.shape
+    flat = masks.reshape(c, -1)
+    inverse, rep, _ = signature_ids(flat)
+    return inverse.reshape(h, w), flat[:, rep].T.contiguous()

@@ -1,10 +1,11 @@
 """A small segmentation network trained on synthetic scenes: a real segmenter for the synthetic world.
 
 The oracle reads ground truth; this one has to look at pixels, like a
-segmenter on real images. It is a five-layer encoder-decoder (stride 8,
+segmenter on real images. It is a seven-layer encoder-decoder (stride 8,
 one dilated layer, two skip connections) predicting every concept of
-`milannotations.synth.scenes.CONCEPTS` per pixel (multi-label, sigmoid),
-trained with binary cross-entropy on freshly rendered scenes of both
+`milannotations.synth.scenes.CONCEPTS` per pixel (a softmax per exclusive category -- colour, texture,
+background, shape -- and sigmoids for the object and part channels),
+trained with cross-entropy on freshly rendered scenes of both
 domains. Training scenes use their own seed (`TRAIN_SCENE_SEED`), so the
 network never sees the corpus's probe scenes (seed 0) during training.
 
@@ -46,7 +47,7 @@ class SynthSegmenterSpec:
     lr: float = 3e-3
     seed: int = 0
     width: int = 16
-    version: int = 1
+    version: int = 2
 
     def filename(self) -> str:
         return (f"synth-segmenter-v{self.version}-w{self.width}-s{self.steps}-b{self.batch_size}"
@@ -95,6 +96,49 @@ def _batch(step: int, batch_size: int, seed: int) -> tuple[torch.Tensor, torch.T
     return torch.from_numpy(np.stack(imgs)), torch.from_numpy(np.stack(tgts)).float()
 
 
+#: Categories in which a pixel holds at most one concept: trained with a softmax over the category's
+#: concepts plus a fixed "none" logit of 0 (balanced and fast to learn); the rest (the "object"
+#: channel, parts) are independent sigmoids.
+EXCLUSIVE = ("colour", "texture", "background")
+
+
+def _groups() -> tuple[list[torch.Tensor], torch.Tensor]:
+    from milannotations.synth.scenes import CONCEPTS
+
+    groups = [torch.tensor([i for i, c in enumerate(CONCEPTS) if c.category == cat]) for cat in EXCLUSIVE]
+    shapes = [i for i, c in enumerate(CONCEPTS) if c.category == "shape" and c.name != "object"]
+    groups.append(torch.tensor(shapes))
+    grouped = torch.cat(groups)
+    independent = torch.tensor([i for i in range(len(CONCEPTS)) if i not in set(grouped.tolist())])
+    return groups, independent
+
+
+def segnet_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Softmax cross-entropy per exclusive group (with a none class) + BCE on the independent channels."""
+    groups, independent = _groups()
+    loss = F.binary_cross_entropy_with_logits(logits[:, independent], targets[:, independent],
+                                              pos_weight=torch.tensor(3.0))
+    for g in groups:
+        lg = logits[:, g]
+        full = torch.cat([torch.zeros_like(lg[:, :1]), lg], dim=1)
+        tg = targets[:, g]
+        label = torch.where(tg.any(dim=1), tg.argmax(dim=1) + 1, torch.zeros_like(tg[:, 0], dtype=torch.long))
+        loss = loss + F.cross_entropy(full, label.long())
+    return loss
+
+
+def decode(logits: torch.Tensor) -> torch.Tensor:
+    """Logits B x C x H x W -> bool masks: argmax (or none) per exclusive group, > 0 elsewhere."""
+    out = logits > 0
+    groups, _ = _groups()
+    for g in groups:
+        lg = logits[:, g]
+        full = torch.cat([torch.zeros_like(lg[:, :1]), lg], dim=1)
+        best = full.argmax(dim=1)
+        out[:, g] = best[:, None] == torch.arange(1, len(g) + 1).view(1, -1, 1, 1)
+    return out
+
+
 def train_segnet(spec: SynthSegmenterSpec, progress: bool = True) -> SegNet:
     """Train the network from scratch on rendered scenes (deterministic for a given spec)."""
     from milannotations.synth.scenes import CONCEPTS
@@ -107,7 +151,7 @@ def train_segnet(spec: SynthSegmenterSpec, progress: bool = True) -> SegNet:
     net.train()
     for step in tqdm(range(spec.steps), desc="training synth segmenter", disable=not progress):
         images, targets = _batch(step, spec.batch_size, spec.seed)
-        loss = F.binary_cross_entropy_with_logits(net(_normalise(images)), targets)
+        loss = segnet_loss(net(_normalise(images)), targets)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -187,5 +231,5 @@ class SynthSegmenter(Segmenter):
                 x = F.interpolate(x.float(), size=(112, 112), mode="bilinear", align_corners=False)
             logits = self.net(_normalise(x).to(self.device))
             logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
-            out.append((logits > 0).cpu())
+            out.append(decode(logits).cpu())
         return torch.cat(out) if out else torch.zeros(0, len(self.concepts), h, w, dtype=torch.bool)
