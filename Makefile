@@ -25,7 +25,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	@tmp=$$(mktemp -d); \
 	$(OFFLINE) HF_HOME=$$tmp/hf XDG_CACHE_HOME=$$tmp/cache MPLBACKEND=Agg \
-	  $(PY) -m pytest -q -p no:cacheprovider tests; rc=$$?; rm -rf $$tmp; exit $$rc
+	  $(PY) -m pytest -q -p no:cacheprovider --durations=15 tests; rc=$$?; rm -rf $$tmp; exit $$rc
 
 bench: $(STAMP)
 	$(OFFLINE) $(PY) benchmarks/run_all.py
