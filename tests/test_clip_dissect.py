@@ -106,3 +106,21 @@ def test_weights_file_is_loaded_safely(tmp_path):
         pickle.dump({"obj": object()}, f)
     with pytest.raises(MilanError, match="refusing to unpickle"):
         OpenClip("ViT-S-32", pretrained=str(evil))
+
+
+def test_synth_clip_is_deterministic_and_cached(tmp_path):
+    from baselines.clip.synth_clip import load_synth_clip
+
+    small = dict(steps=4, pool_scenes=12, batch_size=16)
+    a = load_synth_clip(cache_dir=tmp_path / "a", **small)
+    b = load_synth_clip(cache_dir=tmp_path / "b", **small)
+    for (ka, va), (kb, vb) in zip(a.net.state_dict().items(), b.net.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb), ka
+    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert [f.rsplit(".", 1)[1] for f in files] == ["json", "safetensors"]
+    again = load_synth_clip(cache_dir=tmp_path / "a", **small)  # from the cache, no training
+    x = torch.rand(2, 3, again.image_size, again.image_size)
+    assert torch.allclose(again.encode_images(x), a.encode_images(x), atol=1e-6)
+    t = again.encode_texts(["red circles", "a red circle", "blue"])
+    assert t.shape[0] == 3 and torch.allclose(t.norm(dim=-1), torch.ones(3))
+    assert torch.equal(again.tokenizer(["circles"]), again.tokenizer(["circle"]))  # plural folding
