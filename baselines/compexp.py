@@ -301,8 +301,7 @@ class CompExp:
 
     def __init__(self, segmenter: str | Segmenter = "oracle", max_length: int = 3, beam_size: int = 5,
                  text: str = "formula", ops: str = "and+or+andnot", length_penalty: float = 0.02,
-                 progress: bool = False,
-                 **segmenter_args: Any) -> None:
+                 progress: bool = False, device: str | None = None, **segmenter_args: Any) -> None:
         if text not in ("formula", "phrase"):
             raise MilanError(f"compexp text must be 'formula' or 'phrase', got {text!r}")
         names = {"and": "and", "or": "or", "andnot": "and not", "and not": "and not"}
@@ -313,7 +312,7 @@ class CompExp:
         if not 1 <= int(max_length) <= 10 or not 1 <= int(beam_size) <= 100:
             raise MilanError(f"compexp needs 1 <= max_length <= 10 and 1 <= beam_size <= 100, got "
                              f"{max_length}, {beam_size}")
-        self.segmenter = create_segmenter(segmenter, **segmenter_args)
+        self.segmenter = create_segmenter(segmenter, device=device, **segmenter_args)
         self.max_length = int(max_length)
         self.beam_size = int(beam_size)
         self.text = text

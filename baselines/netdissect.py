@@ -58,13 +58,13 @@ class NetDissect:
     """Label each unit with the single concept whose masks best overlap its exemplar masks.
 
     segmenter: `oracle` (synthetic corpus only, an upper bound), `synth` or
-    `ade20k`; other keyword arguments go to the segmenter (e.g. `model=`
+    `ade20k`; `device` and other keyword arguments go to the segmenter (e.g. `model=`
     for ade20k, `seed=` for oracle). threshold: NetDissect's IoU cut-off.
     """
 
     def __init__(self, segmenter: str | Segmenter = "oracle", threshold: float = DEFAULT_IOU_THRESHOLD,
-                 progress: bool = False, **segmenter_args: Any) -> None:
-        self.segmenter = create_segmenter(segmenter, **segmenter_args)
+                 progress: bool = False, device: str | None = None, **segmenter_args: Any) -> None:
+        self.segmenter = create_segmenter(segmenter, device=device, **segmenter_args)
         self.threshold = float(threshold)
         self.progress = progress
         self.meta = DescriberMeta(

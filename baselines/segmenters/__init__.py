@@ -31,11 +31,14 @@ def _synth(**kw: Any) -> Segmenter:
 SEGMENTERS: dict[str, Callable[..., Segmenter]] = {"oracle": _oracle, "synth": _synth, "ade20k": ADE20KSegmenter}
 
 
-def create_segmenter(name: str | Segmenter, **args: Any) -> Segmenter:
+def create_segmenter(name: str | Segmenter, device: str | None = None, **args: Any) -> Segmenter:
     """A segmenter by name (`oracle`, `synth`, `ade20k`) with its constructor arguments.
 
-    A ready `Segmenter` instance is returned as is.
+    `device` reaches the segmenters that run a network (synth, ade20k); the
+    oracle runs none. A ready `Segmenter` instance is returned as is.
     """
+    if device is not None and name in ("synth", "ade20k"):
+        args["device"] = device
     if isinstance(name, Segmenter):
         if args:
             raise MilanError(f"segmenter instance {name.name!r} takes no arguments, got {sorted(args)}")
