@@ -224,9 +224,12 @@ def formula_from_truth(truth: dict, concepts: Sequence[str]) -> Formula | None:
 
 
 def _plural(noun: str) -> str:
+    """English plural of a concept noun; "top edge of star" -> "top edges of star", mass nouns unchanged."""
+    if " of " in noun:
+        head, tail = noun.split(" of ", 1)
+        return f"{_plural(head)} of {tail}"
     words = noun.split(" ")
-    head = 0 if "of" in words[1:] else len(words) - 1  # "chest of drawers" -> "chests of drawers"
-    w = words[head]
+    w = words[-1]
     if w in _MASS_NOUNS or noun in _MASS_NOUNS:
         return noun
     if w.endswith(("s", "x", "z", "ch", "sh")):
@@ -235,7 +238,7 @@ def _plural(noun: str) -> str:
         w = w[:-1] + "ies"
     else:
         w += "s"
-    words[head] = w
+    words[-1] = w
     return " ".join(words)
 
 
@@ -271,10 +274,10 @@ def render_phrase(formula: Formula, names: Sequence[str], categories: Sequence[s
             bg = [names[c] for c in pos if categories[c] == "background"]
             fg = [n for n in nouns if n not in bg] or nouns[:1]
             rest_bg = [b for b in bg if b not in fg]
-            text = " ".join(mods + [" and ".join(_plural(n) for n in fg)])
+            text = " ".join(mods + [" and ".join(n if n in bg else _plural(n) for n in fg)])
             if rest_bg:
                 text += " on " + " and ".join(rest_bg)
-        elif len(mods) == 1:
+        elif len(mods) == 1 and not neg:
             text = mods[0]
         else:
             text = " ".join(mods) + " things"

@@ -125,6 +125,8 @@ def test_formula_identity_is_up_to_order_and_text_renders():
     assert render_phrase(Formula(4, (("and", 1), ("and", 3))), names, cats) == "striped circles on grass"
     assert render_phrase(Formula(1, (("or", 5),)), names, cats) == "circles or chests of drawers"
     assert render_phrase(Formula(1, (("and not", 2),)), names, cats) == "circles that are not blue"
+    assert render_phrase(Formula(3), names, cats) == "grass"  # backgrounds are not pluralised
+    assert render_phrase(Formula(4, (("and not", 1),)), names, cats) == "striped things without circles"
     # ((circle or grass) and red): AND distributes over the groups formed so far.
     assert render_phrase(Formula(1, (("or", 3), ("and", 0))), names, cats) == "red circles or red grass"
 

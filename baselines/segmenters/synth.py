@@ -184,7 +184,13 @@ def load_segnet(spec: SynthSegmenterSpec = SynthSegmenterSpec(), cache_dir: str 
             raise MilanError(f"cannot read synth segmenter weights {path}: {e}; delete the file to retrain") from e
         return net.eval(), path
     t0 = time.time()
-    net = train_segnet(spec, progress=progress)
+    # One thread: the same weights on any machine (reduction order), and no contention on shared cores.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        net = train_segnet(spec, progress=progress)
+    finally:
+        torch.set_num_threads(threads)
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".synth-segmenter-", suffix=".tmp", dir=folder)
     os.close(fd)
