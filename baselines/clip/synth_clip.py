@@ -36,10 +36,10 @@ class SynthClipConfig:
     image_size: int = 48
     embed_dim: int = 128
     word_dim: int = 64
-    steps: int = 600
-    batch_size: int = 96
+    steps: int = 400
+    batch_size: int = 64
     lr: float = 2e-3
-    pool_scenes: int = 1200
+    pool_scenes: int = 600
     seed: int = 0
     world_seed: int = 0
 
