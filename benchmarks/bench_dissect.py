@@ -1,7 +1,7 @@
 """NetDissect and Compositional Explanations on the synthetic corpus: speed and recovery of the true concepts.
 
     python benchmarks/bench_dissect.py                       # oracle segmenter, the four synth configs
-    python benchmarks/bench_dissect.py --segmenter synth     # the trained synthetic segmenter
+    python benchmarks/bench_dissect.py --segmenter synth --segmenter-args steps=600 --threads 1
     python benchmarks/bench_dissect.py --root /path/to/built/synth --configs synth-shallow-plain
 
 Prints, per config: seconds to describe every unit (both splits) with each
@@ -69,9 +69,12 @@ def main() -> None:
     ap.add_argument("--segmenter", default="oracle", choices=["oracle", "synth"])
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--segmenter-args", default="", help="k=v,... for the segmenter, e.g. steps=600")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    seg_args: dict = {}
+    from baselines.registry import parse_describer_args
+
+    seg_args: dict = parse_describer_args(args.segmenter_args)
     pooled: dict[str, list[float]] = defaultdict(lambda: [0, 0])
     nd_all = [0, 0]
     for config in args.configs:
