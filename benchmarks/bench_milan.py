@@ -61,7 +61,7 @@ def speed(args) -> None:
 def evaluation(args) -> None:
     from eval import evaluate
 
-    for strategy in ("rerank", "greedy"):
+    for strategy in args.strategies.split(","):
         t = time.perf_counter()
         res = evaluate("milan", benchmark="synth", protocol="within-network", scorer="offline", seed=0,
                        describer_args={"strategy": strategy, "backbone": args.backbone, "epochs": args.epochs,
@@ -87,6 +87,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--eval", action="store_true", help="also run the within-network evaluation")
     p.add_argument("--skip-speed", action="store_true")
+    p.add_argument("--strategies", default="rerank,greedy", help="rows of --eval, comma-separated")
     p.add_argument("--output", default=None, help="folder for results.json/descriptions.csv of --eval")
     args = p.parse_args()
     torch.set_num_threads(args.threads)

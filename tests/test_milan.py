@@ -291,3 +291,12 @@ def test_released_file_with_code_is_refused(tmp_path):
         load_released(path)
     with pytest.raises(MilanError, match="does not exist"):
         load_released(tmp_path / "missing.pth")
+
+
+def test_no_strategy_returns_an_empty_description():
+    model = _tiny_model(5)
+    with torch.no_grad():  # make <stop> by far the likeliest first token
+        model.decoder.out.bias[model.vocab.stop] = 50.0
+    feats = torch.randn(3, 4, 12)
+    for strategy in ("greedy", "beam", "rerank"):
+        assert all(text for text in model.describe(feats, strategy=strategy, beam=5)), strategy

@@ -28,6 +28,17 @@ class Candidate:
     finished: bool
 
 
+def _banned(vocab: Vocab, first: bool, device: torch.device) -> torch.Tensor:
+    """Additive mask: specials that are never targets (<start>, <pad>, <unk>) are never emitted, and
+    <stop> not as the first token, so every strategy returns at least one word (an empty description
+    is not a description; the harness rejects it)."""
+    mask = torch.zeros(len(vocab), device=device)
+    mask[[vocab.start, vocab.pad, vocab.unk]] = float("-inf")
+    if first:
+        mask[vocab.stop] = float("-inf")
+    return mask
+
+
 @torch.no_grad()
 def greedy(decoder: ShowAttendTell, features: torch.Tensor, vocab: Vocab, length: int) -> list[Candidate]:
     """The most likely word at each step (the paper's no-PMI ablation, "p(d|E)")."""
@@ -39,9 +50,9 @@ def greedy(decoder: ShowAttendTell, features: torch.Tensor, vocab: Vocab, length
     finished = torch.zeros(n, dtype=torch.bool, device=dev)
     scores = torch.zeros(n, device=dev)
     steps = []
-    for _ in range(length):
+    for t in range(length):
         logp, _, h, c = decoder.step(features, keys, tokens, h, c)
-        best, tokens = logp.max(dim=-1)
+        best, tokens = (logp + _banned(vocab, t == 0, dev)).max(dim=-1)
         scores += torch.where(finished, torch.zeros_like(best), best)
         steps.append(torch.where(finished, torch.full_like(tokens, vocab.stop), tokens))
         finished |= tokens == vocab.stop
@@ -84,6 +95,7 @@ def beam_search(decoder: ShowAttendTell, features: torch.Tensor, vocab: Vocab, l
     offsets = (torch.arange(n, device=dev) * beam).unsqueeze(1)
     for t in range(length):
         logp, _, h, c = decoder.step(feats, keys, tokens, h, c)
+        logp = logp + _banned(vocab, t == 0, dev)
         logp = torch.where(finished.unsqueeze(-1), only_stop, logp.view(n, beam, vocab_size))
         top, flat = (scores.unsqueeze(-1) + logp).view(n, -1).topk(beam, dim=-1)
         src, word = flat // vocab_size, flat % vocab_size
