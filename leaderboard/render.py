@@ -275,6 +275,8 @@ def _md_group(g: Group) -> list[str]:
         link = _safe_link(str(e.sub.meta.get("link", "")))
         if link:
             name = f"[{name}](<{link}>)"
+        if e.sub.note:
+            name += f" ({md_escape(e.sub.note)})"
         held = "yes" if e.held_out else f"**no** ({md_escape(', '.join(e.not_held_out_splits))})"
         lines.append(_md_row([str(e.rank), name, md_escape(e.sub.meta.get("version", "")), held,
                               f"**{fmt(e.norm.get(HEADLINE))}**", *split_cells,
@@ -460,6 +462,8 @@ def _html_group(g: Group) -> str:
         name = h(e.sub.describer)
         if link:
             name = f'<a href="{h(link)}" rel="nofollow noopener">{name}</a>'
+        if e.sub.note:
+            name += f'<br><span class="ci">{h(e.sub.note)}</span>'
         authors = ", ".join(str(a) for a in e.sub.meta.get("authors") or [])
         if authors:
             name += f'<br><span class="ci">{h(authors)}</span>'

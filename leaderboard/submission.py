@@ -69,6 +69,12 @@ class Submission:
         return str(self.meta.get("name") or (self.results.get("describer") or {}).get("name") or "?")
 
     @property
+    def note(self) -> str:
+        """A caveat readers must see beside the name (an oracle segmenter is an upper bound, not a method)."""
+        ref = str((self.results.get("describer") or {}).get("reference") or "")
+        return "oracle segmenter: upper bound" if "ORACLE" in ref else ""
+
+    @property
     def descriptions_path(self) -> Path:
         return self.path / DESCRIPTIONS
 
