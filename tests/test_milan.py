@@ -300,3 +300,29 @@ def test_no_strategy_returns_an_empty_description():
     feats = torch.randn(3, 4, 12)
     for strategy in ("greedy", "beam", "rerank"):
         assert all(text for text in model.describe(feats, strategy=strategy, beam=5)), strategy
+
+
+class _WordClip:
+    """A stand-in CLIP: a text scores by how many letters 'e' it has; images are ignored."""
+
+    name, image_size, trained_on = "letters", 8, ()
+
+    def encode_images(self, images):
+        return torch.ones(images.shape[0], 1)
+
+    def encode_texts(self, texts):
+        return torch.tensor([[float(t.count("e"))] for t in texts])
+
+
+def test_rerank_clip_picks_the_beam_candidate_clip_prefers(trained):
+    d, units = trained
+    clip_d = create_describer("milan", checkpoint=d.save_path, beam=5, cache=False, progress=False,
+                              rerank="clip")
+    clip_d._clip = _WordClip()
+    chosen = clip_d.describe(units[:4])
+    feats = clip_d.encode(units[:4])
+    for text, cands in zip(chosen, clip_d.model.candidates(feats, beam=5)):
+        texts = [clip_d.model.vocab.decode(c.ids) for c in cands if c.ids]
+        assert text in texts and text.count("e") == max(t.count("e") for t in texts)
+    with pytest.raises(MilanError, match="rerank=clip needs beam"):
+        create_describer("milan", rerank="clip", strategy="greedy")

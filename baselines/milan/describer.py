@@ -68,12 +68,21 @@ class MilanDescriber:
                  checkpoint: str | None = None, save: str | None = None, retrain: bool = False,
                  epochs: int = 100, lm_epochs: int | None = None, patience: int = 4, seed: int = 0,
                  device: str = "cpu", backbone_weights: str | None = None, cache: bool | str = True,
-                 hidden: int = 512, embedding: int = 128, batch_size: int = 64, progress: bool = True) -> None:
+                 hidden: int = 512, embedding: int = 128, batch_size: int = 64, progress: bool = True,
+                 rerank: str = "pmi", clip_model: str = "synth", clip_pretrained: str | None = None,
+                 clip_mix: float = 0.0) -> None:
         if strategy not in STRATEGIES:
             raise MilanError(f"milan: strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
         if int(beam) < 1:
             raise MilanError(f"milan: beam must be >= 1, not {beam}")
+        if rerank not in ("pmi", "clip"):
+            raise MilanError(f"milan: rerank must be pmi or clip, not {rerank!r}")
+        if rerank == "clip" and strategy == "greedy":
+            raise MilanError("milan: rerank=clip needs beam candidates; use strategy=beam or rerank")
         self.strategy, self.beam, self.lam = strategy, int(beam), float(lam)
+        self.rerank, self.clip_mix = rerank, float(clip_mix)
+        self._clip_spec = (clip_model, clip_pretrained)
+        self._clip = None
         self.backbone_name = backbone
         self.backbone_weights = backbone_weights
         self.device, self.seed, self.progress = device, int(seed), progress
@@ -163,4 +172,19 @@ class MilanDescriber:
         if len(units) == 0:
             return []
         features = self.encode(units)
+        if self.rerank == "clip":
+            return self._describe_clip(units, features)
         return self.model.describe(features, strategy=self.strategy, beam=self.beam, lam=self.lam)
+
+    def _describe_clip(self, units: Sequence[Exemplars], features: torch.Tensor) -> list[str]:
+        """MILAN+CLIP: the beam's candidates, chosen by CLIP similarity to the masked exemplars."""
+        from baselines.clip.models import load_clip
+
+        from .clip_rerank import choose_by_clip
+
+        if self._clip is None:
+            self._clip = load_clip(*self._clip_spec, device=self.device)
+        texts = [[self.model.vocab.decode(c.ids) for c in cands if c.ids]
+                 for cands in self.model.candidates(features, beam=self.beam)]
+        best = choose_by_clip(self._clip, units, texts, mix=self.clip_mix)
+        return [t[i] for t, i in zip(texts, best)]

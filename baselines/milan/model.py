@@ -50,6 +50,14 @@ class MilanModel:
                 out.extend(rerank(beams, self.lm, self.vocab, lam))
         return out
 
+    def candidates(self, features: torch.Tensor, beam: int = 50, chunk: int = 32) -> list[list[Candidate]]:
+        """Every finished beam-search candidate per unit, best first (for external rerankers)."""
+        features = features.to(next(self.decoder.parameters()).device)
+        out: list[list[Candidate]] = []
+        for i in range(0, features.shape[0], chunk):
+            out.extend(beam_search(self.decoder, features[i: i + chunk], self.vocab, self.decoder.config.length, beam))
+        return out
+
     def to(self, device: str) -> "MilanModel":
         self.decoder.to(device)
         if self.lm is not None:
