@@ -38,7 +38,7 @@ CITATION = ("Oikarinen & Weng, CLIP-Dissect: Automatic Description of Neuron Rep
 class ClipDissect:
     """Label each unit with the concept its masked exemplars match best, relative to other units."""
 
-    def __init__(self, model: str = "synth", pretrained: str | None = None, concepts: str | None = None,
+    def __init__(self, model: str = "synth", pretrained: str | None = "openai", concepts: str | None = None,
                  top: int = 1, lam: float = 1.0, temperature: float = 0.02, template: str = "{}",
                  background_units: int = 200, batch_size: int = 64, device: str = "cpu", seed: int = 0,
                  clip: ClipModel | None = None) -> None:

@@ -100,10 +100,13 @@ def _safe_state_dict(path: Path) -> dict:
     return state.get("state_dict", state) if isinstance(state, dict) else state
 
 
-def load_clip(model: str = "synth", pretrained: str | None = None, device: str = "cpu") -> ClipModel:
-    """`synth` -> the synthetic world's CLIP (trained and cached on first use); else an open_clip arch."""
+def load_clip(model: str = "synth", pretrained: str | None = "openai", device: str = "cpu") -> ClipModel:
+    """`synth` -> the synthetic world's CLIP (trained and cached on first use); else an open_clip arch.
+
+    `pretrained=None` (`none` on the command line) builds random weights, for tests only.
+    """
     if model == "synth":
         from .synth_clip import load_synth_clip
 
         return load_synth_clip(device=device)
-    return OpenClip(arch=model, pretrained=pretrained if pretrained is not None else "openai", device=device)
+    return OpenClip(arch=model, pretrained=pretrained, device=device)

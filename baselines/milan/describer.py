@@ -69,7 +69,7 @@ class MilanDescriber:
                  epochs: int = 100, lm_epochs: int | None = None, patience: int = 4, seed: int = 0,
                  device: str = "cpu", backbone_weights: str | None = None, cache: bool | str = True,
                  hidden: int = 512, embedding: int = 128, batch_size: int = 64, progress: bool = True,
-                 rerank: str = "pmi", clip_model: str = "synth", clip_pretrained: str | None = None,
+                 rerank: str = "pmi", clip_model: str = "synth", clip_pretrained: str | None = "openai",
                  clip_mix: float = 0.0) -> None:
         if strategy not in STRATEGIES:
             raise MilanError(f"milan: strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
