@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from baselines.registry import create_describer, resolve_describer
-from milannotations import UnitSet, load, resolve_configs
+from milannotations import UnitSet, load
+from milannotations.load import expand_configs
 from milannotations.contract import Describer, Exemplars
 from milannotations.errors import MilanError
 
@@ -284,16 +285,6 @@ def normalized_scores(method: Mapping[str, dict], floor: Mapping[str, dict], cei
     return out
 
 
-def _expand_configs(names: Sequence[str]) -> set[str]:
-    out: set[str] = set()
-    for n in names:
-        try:
-            out.update(resolve_configs(n))
-        except MilanError:
-            out.add(n)
-    return out
-
-
 # --------------------------------------------------------------------------- environment
 
 def _version(dist_name: str) -> str | None:
@@ -391,7 +382,7 @@ def evaluate(describer: str | Describer, *, benchmark: str = "synth", protocol: 
     make, first, describer_args = _describer_factory(describer, describer_args, device)
     meta = first.meta
     name = getattr(meta, "name", None) or str(describer)
-    trained_on = _expand_configs(tuple(getattr(meta, "trained_on", ())))
+    trained_on = expand_configs(tuple(getattr(meta, "trained_on", ())))
     dist, rank, world = _dist()
     show = progress and rank == 0
     timing = {"load_s": 0.0, "fit_s": 0.0, "describe_s": 0.0, "score_s": 0.0}

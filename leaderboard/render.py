@@ -26,7 +26,7 @@ from typing import Any, Iterable, Sequence
 
 from milannotations.errors import MilanError
 
-from .reported import SOURCE, ReportedRow, reported_for, reported_protocols
+from .reported import SOURCE, reported_for, reported_protocols
 from .submission import DESCRIPTIONS, Submission, find_submissions, load_submission
 
 METRICS = ("bertscore_f1", "bleu", "rouge_l", "cider", "retrieval_top1", "retrieval_mrr")
@@ -165,21 +165,9 @@ def _samples(path: Path, n: int = SAMPLES) -> list[tuple[str, str]]:
 
 
 def _trained_on_overlap(trained_on: Sequence[str], test_configs: Sequence[str]) -> bool:
-    from milannotations.load import resolve_configs
+    from milannotations.load import expand_configs
 
-    seen: set[str] = set()
-    for name in trained_on:
-        try:
-            seen.update(resolve_configs(name))
-        except MilanError:
-            seen.add(name)
-    tests: set[str] = set()
-    for name in test_configs:
-        try:
-            tests.update(resolve_configs(name))
-        except MilanError:
-            tests.add(name)
-    return bool(seen & tests)
+    return bool(expand_configs(trained_on) & expand_configs(test_configs))
 
 
 def _entry(sub: Submission) -> Entry:

@@ -19,9 +19,10 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from milannotations.errors import MilanError
+from milannotations.load import expand_configs
 
 from .submission import (DESCRIPTIONS, META, META_FIELDS, RESULTS, Submission, load_submission, slug)
 
@@ -82,18 +83,6 @@ class Report:
 def _listing(items: Sequence[str]) -> str:
     shown = ", ".join(items[:_SHOW])
     return shown + (f" and {len(items) - _SHOW} more" if len(items) > _SHOW else "")
-
-
-def _expand(names: Iterable[str]) -> set[str]:
-    from milannotations.load import resolve_configs
-
-    out: set[str] = set()
-    for n in names:
-        try:
-            out.update(resolve_configs(n))
-        except MilanError:
-            out.add(n)
-    return out
 
 
 # --------------------------------------------------------------------------- recomputation state
@@ -204,7 +193,7 @@ def _check_protocol(rep: Report, r: dict) -> list | None:
 
 
 def _check_held_out(rep: Report, r: dict) -> None:
-    trained = _expand(r["describer"]["trained_on"])
+    trained = expand_configs(r["describer"]["trained_on"])
     for s in r["splits"]:
         seen = sorted(trained & set(s["test"]))
         if seen:

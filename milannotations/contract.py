@@ -8,7 +8,7 @@ describer may read, come as `AnnotatedExemplars`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, Sequence, runtime_checkable
 
 import torch

@@ -34,6 +34,20 @@ def resolve_configs(name: str) -> tuple[str, ...]:
     raise MilanError(f"unknown config or grouping {name!r}; known: {', '.join(known)}")
 
 
+def expand_configs(names) -> set[str]:
+    """Configs named by a list of config or grouping names; unknown names stand for themselves.
+
+    Used wherever `DescriberMeta.trained_on` meets a split's test configs (the held-out flag).
+    """
+    out: set[str] = set()
+    for n in names:
+        try:
+            out.update(resolve_configs(n))
+        except MilanError:
+            out.add(n)
+    return out
+
+
 def _local_root(name: str, root: str | Path | None) -> Path | None:
     if root is not None:
         p = Path(root)

@@ -24,7 +24,7 @@ from PIL import Image as PILImage
 
 from . import __version__
 from .errors import MilanError
-from .fsutil import atomic_write_text, replace_path, staging_dir
+from .fsutil import replace_path, staging_dir
 from .schema import FEATURES, unit_id as make_unit_id
 
 SPLITS = ("train", "test")
