@@ -2,6 +2,7 @@ import json
 
 import datasets
 import numpy as np
+import pytest
 
 from milannotations.splits import assign_splits
 from milannotations.units import UnitSet, to_exemplars
@@ -42,12 +43,10 @@ def test_unitset_hides_truth_and_annotations(tiny_corpus):
     ds = datasets.load_dataset(str(out), "tiny-net", split="test")
     units = UnitSet(ds)
     assert not hasattr(units[0], "annotations")
-    try:
+    with pytest.raises(PermissionError):
         units.annotations()
-    except PermissionError:
-        pass
-    else:
-        raise AssertionError("annotations leaked")
+    with pytest.raises(PermissionError):
+        units.column("truth")
     assert len(UnitSet(ds, annotated=True)[0].annotations) == 3
 
 
