@@ -22,16 +22,21 @@ from .results import write_descriptions
 
 # --------------------------------------------------------------------------- milan-eval
 
+def _add_describer_args(p: argparse.ArgumentParser) -> None:
+    """--describer and --describer-args, the same for milan-eval and milan-describe."""
+    p.add_argument("--describer", required=True,
+                   help="built-in name, entry point, package.module:attr or path/to/file.py:attr")
+    p.add_argument("--describer-args", default="", metavar="K=V,...",
+                   help="constructor arguments, e.g. text=dog,seed=3 (ints, floats, true/false recognised)")
+
+
 def build_eval_parser() -> argparse.ArgumentParser:
     all_protocols = sorted({p for b in BENCHMARKS for p in protocols(b)})
     p = argparse.ArgumentParser(
         prog="milan-eval",
         description="Score a neuron describer against human (or synthetic ground-truth) descriptions, "
                     "with floors and the human ceiling beside every number.")
-    p.add_argument("--describer", required=True,
-                   help="built-in name, entry point, package.module:attr or path/to/file.py:attr")
-    p.add_argument("--describer-args", default="", metavar="K=V,...",
-                   help="constructor arguments, e.g. text=dog,seed=3 (ints, floats, true/false recognised)")
+    _add_describer_args(p)
     p.add_argument("--benchmark", default="synth", choices=BENCHMARKS,
                    help="synth: the embedded synthetic ground-truth corpus (default); "
                         "milannotations: the human corpus (must be built)")
@@ -211,9 +216,7 @@ def build_describe_parser() -> argparse.ArgumentParser:
         prog="milan-describe",
         description="Describe units that have no annotations (e.g. your own network's exemplars from "
                     "`milannotations exemplars`) and write descriptions.csv.")
-    p.add_argument("--describer", required=True,
-                   help="built-in name, entry point, package.module:attr or path/to/file.py:attr")
-    p.add_argument("--describer-args", default="", metavar="K=V,...")
+    _add_describer_args(p)
     p.add_argument("--units", required=True, metavar="CONFIG_OR_FOLDER",
                    help="a config or grouping name, or a folder written by `milannotations exemplars`")
     p.add_argument("--root", default=None, help="built corpus folder for config names (default: the cache)")

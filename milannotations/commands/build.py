@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import add_image_source_args
+
 
 def register(sub) -> None:
     p = sub.add_parser("build", help="convert original zips into a Hugging Face dataset folder",
@@ -11,10 +13,7 @@ def register(sub) -> None:
     p.add_argument("--zip-dir", required=True, help="folder holding <config>.zip (see `milannotations download`)")
     p.add_argument("--out", required=True, help="dataset folder to write (name it `milannotations` to load it "
                                                 "with load_dataset(\"milannotations\", ...) from its parent)")
-    p.add_argument("--imagenet", help="ImageNet val ImageFolder (<wnid>/<image>) to join pixels from")
-    p.add_argument("--places365", help="Places365 val ImageFolder, for zips lacking images.npy")
-    p.add_argument("--legacy-resize", action="store_true",
-                   help="join with the original merge's Resize((224,224)) squash (misaligned; for comparison)")
+    add_image_source_args(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 

@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import argparse
 
+from . import add_image_source_args
+
 
 def register(sub) -> None:
     p = sub.add_parser("join", help="add locally held source images to a built folder", description=__doc__)
     p.add_argument("configs", nargs="*", metavar="CONFIG", help="configs to join (default: every one needing it)")
     p.add_argument("--out", required=True, help="the built dataset folder to update in place")
-    p.add_argument("--imagenet", help="ImageNet val ImageFolder (<wnid>/<image>)")
-    p.add_argument("--places365", help="Places365 val ImageFolder")
-    p.add_argument("--legacy-resize", action="store_true",
-                   help="the original merge's Resize((224,224)) squash (misaligned; for comparison)")
+    add_image_source_args(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
