@@ -334,16 +334,24 @@ def _accepts(factory: Any, name: str) -> bool:
     return name in params
 
 
-def _describer_factory(describer: Any, describer_args: Mapping[str, Any] | None, device: str | None = None
-                       ) -> tuple[Callable[[], Describer], Describer, dict]:
-    """A maker of fresh describers (names are rebuilt per split and trial), the first one, and its args."""
+def _describer_factory(describer: Any, describer_args: Mapping[str, Any] | None, device: str | None = None,
+                       progress: bool = True) -> tuple[Callable[[], Describer], Describer, dict]:
+    """A maker of fresh describers (names are rebuilt per split and trial), the first one, and its args.
+
+    `progress=False` silences describers that draw their own bars; it is not recorded among the
+    args, because it cannot change a description.
+    """
     args = dict(describer_args or {})
+    quiet: dict[str, Any] = {}
     if isinstance(describer, str):
-        if device is not None and "device" not in args and _accepts(resolve_describer(describer), "device"):
+        factory = resolve_describer(describer)
+        if device is not None and "device" not in args and _accepts(factory, "device"):
             args["device"] = str(device)  # --device reaches describers that run models, unless set explicitly
+        if not progress and "progress" not in args and _accepts(factory, "progress"):
+            quiet["progress"] = False
 
         def make() -> Describer:
-            return create_describer(describer, **args)
+            return create_describer(describer, **args, **quiet)
     else:
         if args:
             raise MilanError("describer_args are only used with a describer name; build the instance with them")
@@ -379,12 +387,12 @@ def evaluate(describer: str | Describer, *, benchmark: str = "synth", protocol: 
     if batch_size < 1:
         raise MilanError(f"batch size must be at least 1, got {batch_size}")
     splits = protocol_splits(benchmark, protocol, configs)
-    make, first, describer_args = _describer_factory(describer, describer_args, device)
+    dist, rank, world = _dist()
+    show = progress and rank == 0
+    make, first, describer_args = _describer_factory(describer, describer_args, device, show)
     meta = first.meta
     name = getattr(meta, "name", None) or str(describer)
     trained_on = expand_configs(tuple(getattr(meta, "trained_on", ())))
-    dist, rank, world = _dist()
-    show = progress and rank == 0
     timing = {"load_s": 0.0, "fit_s": 0.0, "describe_s": 0.0, "score_s": 0.0}
 
     # Phase 1, every rank: fit, describe this rank's shard, gather. Errors travel with the gather,

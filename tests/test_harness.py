@@ -159,6 +159,26 @@ def test_results_follow_the_format(constant_run):
     assert all(r["unit_id"] == f"{CONFIG}/{r['layer']}/{r['unit']}" for r in rows)
 
 
+def test_no_progress_reaches_describers_without_being_recorded(corpus, tmp_path):
+    """`--no-progress` silences a describer's own bars; it is not a describer argument in results."""
+    plugin = tmp_path / "chatty.py"
+    plugin.write_text(
+        "from milannotations import DescriberMeta\n"
+        "class Chatty:\n"
+        "    meta = DescriberMeta(name='chatty', version='1')\n"
+        "    def __init__(self, progress=True, device='cpu'):\n"
+        "        self.progress = progress\n"
+        "    def fit(self, train):\n"
+        "        pass\n"
+        "    def describe(self, units):\n"
+        "        return [f'progress {self.progress}' for _ in units]\n")
+    quiet = evaluate(f"{plugin}:Chatty", root=corpus, configs=[CONFIG], progress=False, output=tmp_path / "q")
+    assert {r["description"] for r in read_descriptions(tmp_path / "q" / "descriptions.csv")} == {"progress False"}
+    assert quiet["describer"]["args"] == {"device": "cpu"}
+    evaluate(f"{plugin}:Chatty", root=corpus, configs=[CONFIG], progress=True, output=tmp_path / "l")
+    assert {r["description"] for r in read_descriptions(tmp_path / "l" / "descriptions.csv")} == {"progress True"}
+
+
 def test_constant_scores_chance_on_retrieval_and_ceiling_clears_floors(constant_run):
     res, _ = constant_run
     split = res["splits"][0]
