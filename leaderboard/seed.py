@@ -31,6 +31,11 @@ def _milan_leaderboard() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "leaderboard.cli"]
 
 
+#: Describer arguments the paper used for a protocol; every other entry runs with the describer's
+#: defaults. MILAN's within-network runs stop early with patience 10 instead of 4 (milan-method.md §6).
+PAPER_ARGS: dict[tuple[str, str], str] = {("milan", "within-network"): "patience=10"}
+
+
 def commands(describers: list[str], protocols: list[str], *, benchmark: str, scorer: str, device: str,
              root: str | None, seed: int, trials: int) -> list[list[str]]:
     """One `milan-eval ... --submit` command per describer and protocol."""
@@ -40,6 +45,8 @@ def commands(describers: list[str], protocols: list[str], *, benchmark: str, sco
             cmd = [*_milan_eval(), "--describer", name, "--benchmark", benchmark, "--protocol", protocol,
                    "--scorer", scorer, "--device", device, "--seed", str(seed), "--trials", str(trials),
                    "--submit", "--no-progress"]
+            if (name, protocol) in PAPER_ARGS:
+                cmd += ["--describer-args", PAPER_ARGS[name, protocol]]
             if root:
                 cmd += ["--root", root]
             out.append(cmd)

@@ -248,6 +248,8 @@ def test_seed_runs_milan_eval_submit_for_every_builtin(capsys):
     assert len(lines) == len(available_describers()) and "constant" in available_describers()
     for name, line in zip(available_describers(), lines):
         assert f"--describer {name} --benchmark synth --protocol within-network" in line and "--submit" in line
+        # MILAN gets the paper's within-network patience; every other describer its defaults
+        assert ("--describer-args patience=10" in line) == (name == "milan")
 
 
 @needs_chromium

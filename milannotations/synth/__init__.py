@@ -2,7 +2,7 @@
 generated descriptions, a backbone trained on the scenes, and the corpus builder.
 
     from milannotations.synth import build_synth, render_scene, load_backbone
-    build_synth("out/", seed=0, units=200)     # four annotated configs
+    build_synth("out/", seed=0, units=500)     # four annotated configs
     scene = render_scene("plain", 7)            # image + a mask per concept
 
 Names are imported lazily, so reading the catalog (`milannotations.load`)

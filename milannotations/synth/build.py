@@ -39,7 +39,10 @@ from .scenes import CONCEPTS, IMAGE_SIZE, render_scene
 BUILDER_VERSION = "2"
 #: Scenes per domain that exemplars are drawn from (the "probe set").
 POOL_SIZE = 600
-DEFAULT_UNITS = 200
+#: Units per annotated config. 500 gives 50 test units per within-network split (the 90/10 split),
+#: enough for 95% intervals to separate a describer from the floors; at 200 (20 test units) a
+#: BERTScore interval spanned about 0.2 and an MRR interval about 0.35.
+DEFAULT_UNITS = 500
 
 
 class ScenePool(torch.utils.data.Dataset):
