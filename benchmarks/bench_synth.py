@@ -1,6 +1,6 @@
 """Benchmark of the synthetic world: backbone training time, default build time, mask IoU.
 
-    nice .venv/bin/python benchmarks/bench_synth.py [--units 200] [--steps N] [--skip-backbone]
+    nice .venv/bin/python benchmarks/bench_synth.py [--units N] [--steps N] [--skip-backbone]
 
 Prints wall and CPU seconds (the machine may be shared: CPU seconds of this
 process say what the work costs, wall seconds what a user waits), the
@@ -61,7 +61,7 @@ def _rows(mn, config, root):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--units", type=int, default=200)
+    ap.add_argument("--units", type=int, default=None, help="units per config (default: the builder's)")
     ap.add_argument("--steps", type=int, default=None, help="backbone steps (default: module default)")
     ap.add_argument("--skip-backbone", action="store_true")
     ap.add_argument("--net", action="store_true", help="also time the synth-net-plain config")
@@ -71,6 +71,8 @@ def main() -> None:
 
     from milannotations.synth import build as b
     from milannotations.synth.catalog import SYNTH_CONFIGS
+
+    args.units = args.units or b.DEFAULT_UNITS
 
     print(f"cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}, torch {torch.__version__}")
     with tempfile.TemporaryDirectory() as tmp:
