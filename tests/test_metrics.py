@@ -248,6 +248,12 @@ def test_evaluate_modules_load_by_path(scores):
     np.testing.assert_allclose(out["f1"], scores["bertscore_f1"].per_unit, atol=1e-6)
     assert out["hashcode"] == scores["bertscore_f1"].signature
     assert math.isclose(out["mean_f1"], scores["bertscore_f1"].value, abs_tol=1e-6)
+    for module, keys in (("milan_rouge_l.py", {"rouge_l": "rouge_l"}), ("milan_cider.py", {"cider": "cider"}),
+                         ("milan_retrieval.py", {"top1": "retrieval_top1", "mrr": "retrieval_mrr"})):
+        out = evaluate.load(str(root / module)).compute(predictions=PREDS, references=REFS)
+        for key, name in keys.items():
+            assert math.isclose(out[key], scores[name].value, abs_tol=1e-6), module
+        assert out["signature"] == scores[next(iter(keys.values()))].signature, module
 
 
 # ---------------------------------------------------------------- paper configuration on a tiny RoBERTa

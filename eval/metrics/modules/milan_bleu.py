@@ -5,10 +5,10 @@
     -> {"score": ..., "precisions": [...], "signature": "nrefs:3|case:mixed|..."}
 """
 
-import datasets
 import evaluate
 
 from eval.metrics.bleu import bleu_from_stats, bleu_signature, bleu_stats, corpus_bleu
+from eval.metrics.modules.common import text_metric_info
 from eval.metrics.text import normalized_inputs
 
 _DESCRIPTION = "Corpus BLEU as in MILAN (Hernandez et al. 2022): inputs normalised with lower().strip('. '), references transposed into one sacrebleu stream per annotator; ragged reference lists are refused."
@@ -20,14 +20,8 @@ class MilanBleu(evaluate.Metric):
     """sacrebleu corpus BLEU with its signature."""
 
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="Post, A Call for Clarity in Reporting BLEU Scores, WMT 2018",
-            inputs_description=_KWARGS,
-            features=datasets.Features(
-                {"predictions": datasets.Value("string"), "references": datasets.Sequence(datasets.Value("string"))}
-            ),
-        )
+        return text_metric_info(_DESCRIPTION, _KWARGS,
+                                citation="Post, A Call for Clarity in Reporting BLEU Scores, WMT 2018")
 
     def _compute(self, predictions, references):
         preds, refs = normalized_inputs(list(predictions), [list(r) for r in references])

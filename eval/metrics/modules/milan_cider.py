@@ -1,9 +1,9 @@
 """evaluate module: CIDEr-D with document frequencies from the call's references (see eval.metrics.cider)."""
 
-import datasets
 import evaluate
 
 from eval.metrics.cider import SIGNATURE, cider_d_per_unit
+from eval.metrics.modules.common import text_metric_info
 from eval.metrics.text import normalized_inputs
 
 _DESCRIPTION = "CIDEr-D (n=1..4, sigma=6, clipped, x10), document frequency over the units' references."
@@ -13,14 +13,8 @@ _KWARGS = "predictions: list of str; references: list of lists of str."
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS)
 class MilanCider(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="Vedantam et al., CIDEr: Consensus-based Image Description Evaluation, CVPR 2015",
-            inputs_description=_KWARGS,
-            features=datasets.Features(
-                {"predictions": datasets.Value("string"), "references": datasets.Sequence(datasets.Value("string"))}
-            ),
-        )
+        return text_metric_info(
+            _DESCRIPTION, _KWARGS, citation="Vedantam et al., CIDEr: Consensus-based Image Description Evaluation, CVPR 2015")
 
     def _compute(self, predictions, references):
         preds, refs = normalized_inputs(list(predictions), [list(r) for r in references])
