@@ -102,7 +102,8 @@ def find_zips(zip_dir: Path, configs: Sequence[str] | None) -> dict[str, Path]:
 def _image_plan(release: OriginalRelease, real: RealConfig, sources: Mapping[str, ImageSource]) -> tuple[str, ImageSource | None]:
     """Where each config's pixels come from, as (provenance note, source to join from or None)."""
     status = release.images_status()
-    src = sources.get(real.dataset)
+    # BigGAN image ids index generated images, not a val folder: no local folder can stand in for them
+    src = sources.get(real.image_source) if real.image_source else None
     if status == "all":
         return "shipped", None
     if src is not None:
@@ -112,8 +113,9 @@ def _image_plan(release: OriginalRelease, real: RealConfig, sources: Mapping[str
         return NOT_SHIPPED, None
     layer = next(n for n, lf in release.layers.items() if lf.images is None)
     why = "this config ships images in every layer" if real.ships_images else "other layers ship images"
-    raise MilanError(f"{release.zip_label}: {layer}/images.npy is missing (layer {layer!r}) but {why}; "
-                     f"pass --{real.dataset} DIR to join them from local files")
+    fix = (f"pass --{real.image_source} DIR to join them from local files" if real.image_source else
+           "its image ids are not those of a local folder, so the zip itself is incomplete; download it again")
+    raise MilanError(f"{release.zip_label}: {layer}/images.npy is missing (layer {layer!r}) but {why}; {fix}")
 
 
 def _rows(release: OriginalRelease, config: str, src: ImageSource | None) -> Iterator[UnitRow]:

@@ -53,7 +53,7 @@ class RealConfig:
     dataset: str
     task: str
     ships_images: bool
-    image_source: str | None  # which local folder re-joins pixels ("imagenet"), if any
+    image_source: str | None  # which local val folder can supply missing pixels ("imagenet"), if any
     paper_units: int
     layers: tuple[str, ...]
 
@@ -61,21 +61,17 @@ class RealConfig:
     def url(self) -> str:
         return f"{HOST}/data/{self.name}.zip"
 
-    @property
-    def zip_name(self) -> str:
-        return f"{self.name}.zip"
-
 
 REAL_CONFIGS: dict[str, RealConfig] = {
     c.name: c
     for c in (
         RealConfig("alexnet-imagenet", "alexnet", "imagenet", "classification", False, "imagenet", 1152,
                    ("conv1", "conv2", "conv3", "conv4", "conv5")),
-        RealConfig("alexnet-places365", "alexnet", "places365", "classification", True, None, 1376,
+        RealConfig("alexnet-places365", "alexnet", "places365", "classification", True, "places365", 1376,
                    ("conv1", "conv2", "conv3", "conv4", "conv5")),
         RealConfig("resnet152-imagenet", "resnet152", "imagenet", "classification", False, "imagenet", 3904,
                    ("conv1", "layer1", "layer2", "layer3", "layer4")),
-        RealConfig("resnet152-places365", "resnet152", "places365", "classification", True, None, 3904,
+        RealConfig("resnet152-places365", "resnet152", "places365", "classification", True, "places365", 3904,
                    ("0", "4", "5", "6", "7")),
         RealConfig("biggan-imagenet", "biggan", "imagenet", "generation", True, None, 3744,
                    tuple(f"layer{i}" for i in range(6))),

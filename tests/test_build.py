@@ -238,7 +238,12 @@ def test_push_uploads_a_built_folder(built, monkeypatch, capsys):
                                                  "private": True, "exist_ok": True}
     assert name2 == "upload_folder" and upload["folder_path"] == str(out)
     assert upload["repo_id"] == "me/milannotations" and upload["repo_type"] == "dataset"
-    assert ".staging-*" in upload["ignore_patterns"]
+    # what huggingface_hub would actually leave out of the upload: build leftovers, never the data
+    from huggingface_hub.utils import filter_repo_objects
+
+    files = ["data/alexnet-imagenet/train-00000.parquet", "README.md", ".staging-x/data/a.parquet",
+             ".exemplars-work/m/0a1b/chunk-00000.safetensors"]
+    assert list(filter_repo_objects(files, ignore_patterns=upload["ignore_patterns"])) == files[:2]
     assert "me/milannotations" in capsys.readouterr().out
 
 
@@ -263,6 +268,10 @@ def test_push_refuses_what_is_not_a_built_corpus(built, tmp_path, monkeypatch, c
     meta_path = out / "meta" / "alexnet-imagenet.json"
     meta = json.loads(meta_path.read_text())
     meta["provenance"]["images"] = "joined from ImageNet val (Resize256+CenterCrop224)"
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(mn.MilanError, match="redistribution"):
+        push(out, "me/milannotations", api=api)
+    meta["provenance"]["images"] = "shipped for some layers, others joined from ImageNet val (Resize256+CenterCrop224)"
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(mn.MilanError, match="redistribution"):
         push(out, "me/milannotations", api=api)

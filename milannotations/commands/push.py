@@ -6,9 +6,9 @@ from pathlib import Path
 
 from ..errors import MilanError
 
-#: Never uploaded: build leftovers.
+#: Never uploaded: build leftovers, including the resumable chunks an interrupted `exemplars` run keeps.
 IGNORE = [".staging-*", ".staging-*/**", ".build-*", ".build-*/**", ".extract-*", ".extract-*/**",
-          ".old-*", ".old-*/**", "**/.DS_Store"]
+          ".old-*", ".old-*/**", ".exemplars-work", ".exemplars-work/**", "**/.DS_Store"]
 
 
 def check_built_folder(folder: Path, *, allow_joined_images: bool = False) -> list[dict]:
@@ -37,7 +37,7 @@ def check_built_folder(folder: Path, *, allow_joined_images: bool = False) -> li
         if not shards:
             raise MilanError(f"{folder}: config {m['config']} has meta but no data/{m['config']}/*.parquet")
         images = str(m.get("provenance", {}).get("images", ""))
-        if images.startswith("joined") and not allow_joined_images:
+        if "joined from" in images and not allow_joined_images:  # also "shipped for some layers, others joined"
             raise MilanError(f"{folder}: config {m['config']} holds pixels {images}; their licence forbids "
                              "redistribution. Push a build made without --imagenet, or pass "
                              "--allow-joined-images if you hold the right to share them")
