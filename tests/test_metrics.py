@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import math
 
 import numpy as np
@@ -119,6 +120,9 @@ def test_paper_configuration_rescales_with_bundled_baseline(scorer):
     assert (cfg.model, cfg.num_layers, cfg.idf, cfg.rescale) == ("roberta-large", 17, True, True)
     assert cfg.signature.startswith("roberta-large_L17_idf_version=") and cfg.signature.endswith("-rescaled_fast-tokenizer")
     b = read_baseline(cfg.baseline, 17)
+    with open(cfg.baseline, newline="") as f:  # the row whose LAYER is 17, read independently
+        (row17,) = [r for r in csv.DictReader(f) if int(r["LAYER"]) == 17]
+    np.testing.assert_array_equal(b, [float(row17["P"]), float(row17["R"]), float(row17["F"])])
     np.testing.assert_allclose(b, [0.8315, 0.8315, 0.8312], atol=1e-4)
     raw = scorer.bertscore(PREDS, REFS)
     scorer._baseline = b  # the paper's arithmetic on the offline model: (x - b) / (1 - b) after the max
