@@ -201,7 +201,6 @@ def test_score_intervals_are_reproducible(scorer, scores):
 def test_reference_cache_avoids_reembedding(tmp_path):
     first = Scorer("offline", cache_dir=tmp_path, n_boot=10)
     first.score(PREDS, REFS, revision="rev-1")
-    n_refs = len({norm(r) for u in REFS for r in u})
     assert first.encoder.sentences_encoded == len(set(PREDS) | {norm(r) for u in REFS for r in u})
     assert len(list(tmp_path.glob("*.safetensors"))) == 1
 
@@ -218,7 +217,7 @@ def test_reference_cache_avoids_reembedding(tmp_path):
     # another revision is another entry
     third = Scorer("offline", cache_dir=tmp_path, n_boot=10)
     third.score(PREDS, REFS, revision="rev-2")
-    assert third.encoder.sentences_encoded >= n_refs
+    assert third.encoder.sentences_encoded == first.encoder.sentences_encoded  # nothing reused from rev-1
     assert len(list(tmp_path.glob("*.safetensors"))) == 2
 
 
