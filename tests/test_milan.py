@@ -12,7 +12,7 @@ import torch
 from baselines.milan.backbones import load_backbone
 from baselines.milan.checkpoint import load_checkpoint, save_checkpoint
 from baselines.milan.decoder import DecoderConfig, ShowAttendTell, attention_penalty
-from baselines.milan.decoding import beam_search, greedy, pmi_scores, rerank
+from baselines.milan.decoding import _banned, beam_search, greedy, pmi_scores, rerank
 from baselines.milan.encoder import PyramidEncoder, masked_pool, stack_features
 from baselines.milan.lm import LanguageModel, LMConfig
 from baselines.milan.model import MilanModel
@@ -108,7 +108,22 @@ def test_teacher_forcing_matches_stepwise_decoding_and_penalty():
     logp, alphas = model.decoder(feats, inputs)
     assert torch.allclose(alphas.sum(-1), torch.ones(3, 1))
     first = logp[:, 0].argmax(-1).tolist()
-    assert [(c.ids[0] if c.ids else model.vocab.stop) for c in greedy_out] == first
+    assert all(c.ids for c in greedy_out)  # <stop> is banned as the first token: never empty
+    assert [c.ids[0] for c in greedy_out] == first
+    # the whole greedy sequence: teacher-forcing its ids reproduces them (argmax under greedy's mask)
+    # and their summed log-probs are the candidate's score
+    vocab = model.vocab
+    for i, c in enumerate(greedy_out):
+        targets = list(c.ids) + ([vocab.stop] if c.finished else [])
+        assert c.finished or len(targets) == 6  # unfinished only when the length ran out
+        inputs = torch.tensor([[vocab.start] + targets[:-1]])
+        with torch.no_grad():
+            logp_i, _ = model.decoder(feats[i : i + 1], inputs)
+        for t, target in enumerate(targets):
+            masked = logp_i[0, t] + _banned(vocab, t == 0, logp_i.device)
+            assert int(masked.argmax()) == target, (i, t)
+        total = float(sum(logp_i[0, t, target] for t, target in enumerate(targets)))
+        assert total == pytest.approx(c.score, abs=1e-5)
     # penalty: uniform attention over 4 exemplars for 4 steps sums to exactly 1 per exemplar
     assert float(attention_penalty(torch.full((1, 4, 4), 0.25), torch.ones(1, 4, dtype=torch.bool))) == 0.0
     assert float(attention_penalty(torch.full((1, 2, 4), 0.25), torch.ones(1, 2, dtype=torch.bool))) == 0.25
