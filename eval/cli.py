@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 from baselines.registry import create_describer, parse_describer_args
 from milannotations.cli import run
+from milannotations.dist import init_distributed
 from milannotations.errors import MilanError
 
 from .harness import evaluate
@@ -114,18 +115,26 @@ def _submit(output: Path) -> Path:
 
 def _eval_command(args: argparse.Namespace) -> int:
     describer_args = parse_describer_args(args.describer_args)
+    # Under `torchrun`, join the process group first: evaluate() shards the test units by rank and
+    # rank 0 alone scores and writes; every rank gets the same results back.
+    distributed = init_distributed(args.device)
     output = args.output
     tmp = None
-    if args.submit and output is None:
-        tmp = tempfile.TemporaryDirectory(prefix="milan-eval-")
-        output = Path(tmp.name) / "run"
     try:
+        rank = 0
+        if distributed:
+            import torch.distributed as dist
+
+            rank = dist.get_rank()
+        if args.submit and output is None and rank == 0:
+            tmp = tempfile.TemporaryDirectory(prefix="milan-eval-")
+            output = Path(tmp.name) / "run"
         results = evaluate(args.describer, benchmark=args.benchmark, protocol=args.protocol,
                            configs=args.configs, root=args.root, scorer=args.scorer, limit=args.limit,
                            trials=args.trials, seed=args.seed, device=args.device, output=output,
                            describer_args=describer_args, batch_size=args.batch_size,
                            progress=not args.no_progress)
-        if not results:  # a rank other than 0 under torchrun
+        if rank != 0:  # rank 0 prints, writes and submits
             return 0
         print_results(results)
         if args.output:
@@ -135,6 +144,8 @@ def _eval_command(args: argparse.Namespace) -> int:
     finally:
         if tmp is not None:
             tmp.cleanup()
+        if distributed:
+            dist.destroy_process_group()
     return 0
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
 
+from ..dist import init_distributed
 from ..errors import MilanError
 
 
@@ -42,21 +42,6 @@ def register(subparsers) -> None:
     p.add_argument("--workers", type=int, default=0, help="image-decoding worker processes")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
-
-
-def _init_distributed(device: str) -> bool:
-    """Join the process group torchrun describes (gloo on CPU, nccl on CUDA); False when single."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return False
-    import torch
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        backend = "nccl" if device.startswith("cuda") else "gloo"
-        if backend == "nccl":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend=backend)
-    return True
 
 
 def _run_key(args: argparse.Namespace, files: list[Path]) -> str:
@@ -91,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from ..exemplars import ImageFolderDataset, compute_exemplars, default_transform, write_exemplar_config
     from ..exemplars.models import load_model
 
-    distributed = _init_distributed(args.device)
+    distributed = init_distributed(args.device)
     try:
         import torch.distributed as dist
 
