@@ -108,7 +108,8 @@ def test_weights_file_is_loaded_safely(tmp_path):
         OpenClip("ViT-S-32", pretrained=str(evil))
 
 
-def test_synth_clip_is_deterministic_and_cached(tmp_path):
+def test_synth_clip_is_deterministic_and_cached(tmp_path, monkeypatch):
+    import baselines.clip.synth_clip as synth_clip
     from baselines.clip.synth_clip import load_synth_clip
 
     small = dict(steps=4, pool_scenes=12, batch_size=16)
@@ -118,6 +119,11 @@ def test_synth_clip_is_deterministic_and_cached(tmp_path):
         assert ka == kb and torch.equal(va, vb), ka
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert [f.rsplit(".", 1)[1] for f in files] == ["json", "safetensors"]
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the cached synthetic CLIP was retrained")
+
+    monkeypatch.setattr(synth_clip, "train_synth_clip", no_training)
     again = load_synth_clip(cache_dir=tmp_path / "a", **small)  # from the cache, no training
     x = torch.rand(2, 3, again.image_size, again.image_size)
     assert torch.allclose(again.encode_images(x), a.encode_images(x), atol=1e-6)

@@ -252,11 +252,18 @@ def test_oracle_recovers_true_concepts_and_formulas_on_a_small_build(small_synth
     assert "ORACLE" in nd.meta.reference and "upper bound" in nd.meta.reference
 
 
-def test_synth_segmenter_trains_once_caches_safetensors_and_segments(small_synth, tmp_path):
+def test_synth_segmenter_trains_once_caches_safetensors_and_segments(small_synth, tmp_path, monkeypatch):
+    import baselines.segmenters.synth as synth_segmenter
+
     units, _ = small_synth
     seg = create_segmenter("synth", steps=3, width=8, cache_dir=tmp_path, progress=False)
     files = list(tmp_path.glob("*.safetensors"))
     assert len(files) == 1 and seg.path == files[0]
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the cached segmenter was retrained")
+
+    monkeypatch.setattr(synth_segmenter, "train_segnet", no_training)
     again = create_segmenter("synth", steps=3, width=8, cache_dir=tmp_path, progress=False)  # read, not retrained
     for (k, a), (_, b) in zip(seg.net.state_dict().items(), again.net.state_dict().items()):
         assert torch.equal(a, b), k

@@ -247,7 +247,8 @@ def test_cli_builds_one_config(tmp_path):
 
 
 # ---------------------------------------------------------------------------------- backbone
-def test_backbone_trains_deterministically_caches_and_feeds_a_net_config(tmp_path):
+def test_backbone_trains_deterministically_caches_and_feeds_a_net_config(tmp_path, monkeypatch):
+    from milannotations.synth import backbone
     from milannotations.synth.backbone import load_backbone
     from milannotations.synth.build import build_synth
 
@@ -257,7 +258,13 @@ def test_backbone_trains_deterministically_caches_and_feeds_a_net_config(tmp_pat
     assert spec.trained_on == ("synth-plain", "synth-cluttered") and len(spec.mean) == 3
     files = sorted(p.name for p in models.iterdir())
     assert any(f.endswith(".safetensors") for f in files) and any(f.endswith(".json") for f in files)
-    again, spec2 = load_backbone(cache_dir=models, steps=3, train_scenes=24)  # from the cache
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the cached backbone was retrained")
+
+    with monkeypatch.context() as m:
+        m.setattr(backbone, "train_backbone", no_training)
+        again, spec2 = load_backbone(cache_dir=models, steps=3, train_scenes=24)  # from the cache
     assert spec2 == spec
     for (k, v), (_, w) in zip(model.state_dict().items(), again.state_dict().items()):
         assert torch.equal(v, w), k
