@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -110,6 +111,7 @@ def test_first_download_is_trusted_and_recorded(server, zip_bytes, tmp_path, cap
     assert read_manifest(manifest) == {"alexnet-places365": {
         "url": "http://milan.csail.mit.edu/data/alexnet-places365.zip", "size": len(zip_bytes),
         "sha256": _sha(zip_bytes)}}
+    _assert_valid_manifest(read_manifest(manifest))  # what the shipped manifest is checked against
     assert "TRUSTED ON FIRST USE" in caplog.text
     assert not list((tmp_path / "zips").glob("*.part"))
     # A second call verifies the file on disk and does not touch the network.
@@ -173,11 +175,30 @@ def test_missing_file_and_unknown_config(server, tmp_path):
         download(["vgg16-imagenet"], out=tmp_path, manifest=tmp_path / "m.json", progress=False)
 
 
+def _assert_valid_manifest(data: dict) -> None:
+    """Every entry names a real config and records its canonical url, a positive size and a hex sha256."""
+    from milannotations.download import config_url
+    from milannotations.schema import REAL_CONFIGS
+
+    assert isinstance(data, dict)
+    assert set(data) <= set(REAL_CONFIGS), sorted(set(data) - set(REAL_CONFIGS))
+    for config, entry in data.items():
+        assert set(entry) == {"url", "size", "sha256"}, config
+        assert entry["url"] == config_url(config), config  # the upstream url, never a mirror's
+        assert type(entry["size"]) is int and entry["size"] > 0, config
+        assert isinstance(entry["sha256"], str) and re.fullmatch(r"[0-9a-f]{64}", entry["sha256"]), config
+
+
 def test_shipped_manifest_is_valid():
     from milannotations.download import MANIFEST
 
-    data = read_manifest(MANIFEST)
-    assert isinstance(data, dict)
-    for config, entry in data.items():
-        assert set(entry) == {"url", "size", "sha256"} and len(entry["sha256"]) == 64
     assert Path(MANIFEST).name == "checksums.json"
+    assert Path(MANIFEST).is_file()  # shipped: read_manifest would silently return {} for a missing file
+    raw = Path(MANIFEST).read_text()
+    data = json.loads(raw)  # valid JSON as it stands (read_manifest also accepts an empty file)
+    assert read_manifest(MANIFEST) == data
+    _assert_valid_manifest(data)
+    if not data:
+        # The explicit empty state: no checksum is published upstream, so entries are only added
+        # trust-on-first-use by a download and then committed.
+        assert raw.strip() == "{}"
