@@ -395,11 +395,26 @@ def evaluate(describer: str | Describer, *, benchmark: str = "synth", protocol: 
     trained_on = expand_configs(tuple(getattr(meta, "trained_on", ())))
     timing = {"load_s": 0.0, "fit_s": 0.0, "describe_s": 0.0, "score_s": 0.0}
 
+    # Rank 0 builds the scorer (loading its BERTScore model) before anything is fitted, so a missing
+    # model fails the run at once rather than after every describer has run.
+    scorer_obj = None
+    error: str | None = None
+    if rank == 0:
+        from .metrics import Scorer
+
+        try:
+            scorer_obj = Scorer(scorer=scorer, device=device, seed=seed, progress=show)
+        except MilanError as e:
+            error = str(e)
+    if dist is not None:
+        error = next((e for e in _gather(dist, error, world) if e), None)
+    if error is not None:
+        raise MilanError(error)
+
     # Phase 1, every rank: fit, describe this rank's shard, gather. Errors travel with the gather,
     # so one failing rank cannot leave the others waiting.
     revision_h = hashlib.sha256(f"{benchmark}\x1e{protocol}".encode())
     data: list[_SplitData] = []
-    error: str | None = None
     pending = first
     for split in splits:
         t = time.perf_counter()
@@ -448,9 +463,9 @@ def evaluate(describer: str | Describer, *, benchmark: str = "synth", protocol: 
     if rank == 0:
         try:
             results = _score_and_write(
-                data, name=name, meta=meta, trained_on=trained_on, benchmark=benchmark, protocol=protocol,
+                data, scorer_obj, name=name, meta=meta, trained_on=trained_on, benchmark=benchmark, protocol=protocol,
                 scorer=scorer, limit=limit, trials=trials, seed=seed, device=device, output=output,
-                describer_args=describer_args, batch_size=batch_size, progress=show,
+                describer_args=describer_args, batch_size=batch_size,
                 revision=revision_h.hexdigest(), timing=timing, t_start=t_start, world=world)
             outcome = ("ok", results)
         except MilanError as e:
@@ -478,13 +493,12 @@ def reference_scores(sd: _SplitData, scorer, seed: int) -> dict:
     return {"floors": floors, "floor": best_floor(floors), "ceiling": ceiling}
 
 
-def _score_and_write(data: list[_SplitData], *, name: str, meta, trained_on: set[str], benchmark: str,
-                     protocol: str, scorer: str, limit, trials: int, seed: int, device: str, output,
-                     describer_args, batch_size: int, progress: bool, revision: str, timing: dict,
-                     t_start: float, world: int) -> dict:
-    from .metrics import Scorer
-
-    scorer_obj = Scorer(scorer=scorer, device=device, seed=seed, progress=progress)
+def _score_and_write(data: list[_SplitData], scorer_obj, *, name: str, meta, trained_on: set[str],
+                     benchmark: str, protocol: str, scorer: str, limit, trials: int, seed: int, device: str,
+                     output, describer_args, batch_size: int, revision: str, timing: dict, t_start: float,
+                     world: int) -> dict:
+    """Rank 0's phase 2: floors, the describer's scores and the ceiling with `scorer_obj` (the `Scorer`
+    built before phase 1), then the files."""
     split_docs, rows = [], []
     for sd in data:
         refs = sd.references

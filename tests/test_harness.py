@@ -283,6 +283,26 @@ def test_bad_describers_are_refused_naming_describer_and_unit(corpus, tmp_path, 
     assert not out.exists() and not list(tmp_path.iterdir())  # nothing written, no staging left
 
 
+def test_a_missing_scorer_model_fails_before_the_describer_is_fit(corpus, tmp_path, monkeypatch):
+    import eval.metrics
+
+    def missing_model(**kwargs):
+        raise MilanError("BERTScore model roberta-large is not in the Hugging Face cache")
+
+    monkeypatch.setattr(eval.metrics, "Scorer", missing_model)
+    fits: list[int] = []
+
+    class Recorder(PixelReader):
+        def fit(self, train) -> None:
+            fits.append(len(train))
+
+    out = tmp_path / "run"
+    with pytest.raises(MilanError, match="roberta-large is not in the Hugging Face cache"):
+        evaluate(Recorder(), root=corpus, configs=[CONFIG], output=out, progress=False)
+    assert fits == []  # failed before phase 1, not after all the fitting
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
 # --------------------------------------------------------------------------- trials, limit, held-out
 
 def test_trials_average_and_limit_is_seeded(corpus, tmp_path, constant_run):
@@ -320,11 +340,13 @@ def _dist_worker(rank: int, world: int, init_file: str, root: str, out_dir: str)
     """One rank: describe its shard (a clean run, then one where rank 1 fails); record what came back."""
     import torch.distributed as dist
 
-    from eval import harness
+    from eval import harness, metrics
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     # scoring is tested elsewhere; here what rank 0 receives is the point
-    harness._score_and_write = lambda data, **kw: {"ids": data[0].test_ids, "texts": data[0].descriptions[0]}
+    harness._score_and_write = lambda data, scorer_obj, **kw: {"ids": data[0].test_ids,
+                                                               "texts": data[0].descriptions[0]}
+    metrics.Scorer = lambda **kw: None  # no BERTScore model is needed to check the sharding
     record = {}
     try:
         for fail_rank in (-1, 1):
