@@ -37,16 +37,27 @@ def replace_path(src: Path, dst: Path) -> None:
         os.replace(src, dst)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a text file so that readers see the old or the new content, never half."""
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A unique temporary file name beside `path` to write to; it replaces `path` when the block ends.
+
+    Readers see the old or the new file, never half of one, and concurrent writers (e.g. ranks
+    filling one cache) never share a temporary name. On an error the temporary file is removed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a text file so that readers see the old or the new content, never half."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")

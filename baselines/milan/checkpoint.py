@@ -7,14 +7,12 @@ and `config.json` (vocabulary, sizes, backbone, training settings,
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
 from milannotations.errors import MilanError
+from milannotations.fsutil import replace_path, staging_dir
 
 from .decoder import DecoderConfig, ShowAttendTell
 from .lm import LanguageModel, LMConfig
@@ -41,16 +39,10 @@ def save_checkpoint(model: MilanModel, path: str | Path) -> Path:
         "trained_on": list(model.trained_on),
         "info": model.info,
     }
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with staging_dir(path.parent, prefix=f".{path.name}.") as staging:
         save_file(tensors, str(staging / "model.safetensors"))
         (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        replace_path(staging, path)  # the old checkpoint stays readable until the rename
     return path
 
 

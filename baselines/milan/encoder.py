@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from milannotations.contract import Exemplars
 from milannotations.errors import MilanError
+from milannotations.fsutil import atomic_path
 
 from .backbones import Backbone
 
@@ -115,10 +116,8 @@ class PyramidEncoder:
             for (i, unit, path), f in zip(pending, feats.split([u.k for _, u, _ in pending])):
                 out[i] = f.contiguous()
                 if path is not None:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = path.with_suffix(".tmp")
-                    save_file({"features": out[i]}, str(tmp))
-                    tmp.replace(path)
+                    with atomic_path(path) as tmp:  # ranks may fill one cache at once
+                        save_file({"features": out[i]}, str(tmp))
             bar.update(len(pending))
             pending.clear()
 

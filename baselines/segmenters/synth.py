@@ -17,8 +17,6 @@ Training is deterministic given the seed (fixed init, fixed scene order).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from milannotations.errors import MilanError
+from milannotations.fsutil import atomic_path
 
 from .base import Segmenter
 
@@ -135,7 +134,7 @@ def decode(logits: torch.Tensor) -> torch.Tensor:
         lg = logits[:, g]
         full = torch.cat([torch.zeros_like(lg[:, :1]), lg], dim=1)
         best = full.argmax(dim=1)
-        out[:, g] = best[:, None] == torch.arange(1, len(g) + 1).view(1, -1, 1, 1)
+        out[:, g] = best[:, None] == torch.arange(1, len(g) + 1, device=best.device).view(1, -1, 1, 1)
     return out
 
 
@@ -191,14 +190,11 @@ def load_segnet(spec: SynthSegmenterSpec = SynthSegmenterSpec(), cache_dir: str 
         net = train_segnet(spec, progress=progress)
     finally:
         torch.set_num_threads(threads)
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".synth-segmenter-", suffix=".tmp", dir=folder)
-    os.close(fd)
     meta = {"spec": json.dumps(asdict(spec)), "concepts": json.dumps([c.name for c in CONCEPTS]),
             "train_seconds": f"{time.time() - t0:.1f}",
             "trained_on": f"rendered synthetic scenes (both domains), scene seed {TRAIN_SCENE_SEED + spec.seed}"}
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, tmp, metadata=meta)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp), metadata=meta)
     return net, path
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -24,6 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import MilanError
+from ..fsutil import atomic_path
 from .hooks import LayerRecorder
 from .quantile import DEFAULT_BINS, QuantileSketch
 from .topk import TopK
@@ -337,9 +337,8 @@ def _save_chunk(path: Path, stats: ExemplarStats, span: tuple[int, int]) -> None
 
     tensors, meta = stats.state()
     meta["span"] = json.dumps(list(span))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
 
 
 def _load_chunk(path: Path, layers, k: int, quantile: float, span: tuple[int, int]) -> ExemplarStats | None:

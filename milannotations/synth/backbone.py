@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import MilanError
+from ..fsutil import atomic_path, atomic_write_text
 from .scenes import CONCEPT_NAMES, DOMAINS, IMAGE_SIZE, render_scene
 
 BACKBONE_VERSION = "1"
@@ -273,12 +274,8 @@ def load_backbone(device: str | torch.device = "cpu", cache_dir: str | Path | No
             raise MilanError(f"cached backbone {weights} is unreadable ({e}); delete it to retrain") from e
         return model.to(device).eval(), spec
     model, spec = train_backbone(seed, steps, progress=progress, train_scenes=train_scenes)
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp_w = weights.with_name(f".{weights.name}.{os.getpid()}.tmp")
-    tmp_s = spec_path.with_name(f".{spec_path.name}.{os.getpid()}.tmp")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_w),
-              metadata={"spec": json.dumps(spec.to_dict())})
-    tmp_s.write_text(json.dumps(spec.to_dict(), indent=1) + "\n")
-    os.replace(tmp_w, weights)  # weights first: the spec's presence marks a complete entry
-    os.replace(tmp_s, spec_path)
+    with atomic_path(weights) as tmp:  # weights first: the spec's presence marks a complete entry
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp),
+                  metadata={"spec": json.dumps(spec.to_dict())})
+    atomic_write_text(spec_path, json.dumps(spec.to_dict(), indent=1) + "\n")
     return model.to(device).eval(), spec
