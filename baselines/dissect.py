@@ -46,10 +46,6 @@ class UnitConcepts:
             return torch.ones(self.unit.shape[0], dtype=torch.float64)
         return self.weight.to(torch.float64)
 
-    @property
-    def unit_area(self) -> float:
-        return float((self.unit.to(torch.float64) * self.weights()).sum())
-
 
 def compress(unit: torch.Tensor, masks: torch.Tensor, index: torch.Tensor) -> UnitConcepts:
     """Group pixels (columns) by signature: bool unit N and masks C x N -> weighted distinct signatures."""

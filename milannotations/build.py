@@ -27,7 +27,7 @@ from .errors import MilanError
 from .fsutil import replace_path, staging_dir
 from .imagejoin import NOT_SHIPPED, ImageSource, open_sources
 from .original import OriginalRelease, open_release, safe_extract
-from .schema import REAL_CONFIGS, RealConfig, unit_id
+from .schema import ANNOTATION_COUNT, REAL_CONFIGS, RealConfig, unit_id
 from .splits import assign_splits
 from .writer import ConfigMeta, UnitRow, write_config
 
@@ -173,7 +173,7 @@ def build_config(zip_path: Path, out: Path, real: RealConfig, sources: Mapping[s
             "checksum": checksum,
             "images": note,
             "unannotated": False,
-            "annotation_count": 3,
+            "annotation_count": ANNOTATION_COUNT,
             "units_in_zip": sum(lf.n_units for lf in release.layers.values()),
             "units_kept": len(release.units),
             "row_order": "first appearance in annotations.csv (original loader)",

@@ -23,7 +23,9 @@ from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from .card import read_metas
 from .errors import MilanError
+from .schema import unit_id
 
 CROP_NOTE = "joined from ImageNet val (Resize256+CenterCrop224)"
 LEGACY_NOTE = "joined from ImageNet val (legacy Resize((224,224)) squash; misaligned with masks)"
@@ -125,19 +127,11 @@ def open_sources(dirs: Mapping[str, str | Path | None], legacy_resize: bool = Fa
     return {name: ImageSource(d, legacy_resize=legacy_resize, name=name) for name, d in dirs.items() if d}
 
 
-def _decode_mask(cell: dict) -> np.ndarray:
-    import io
-
-    from PIL import Image
-
-    with Image.open(io.BytesIO(cell["bytes"])) as im:
-        return (np.asarray(im.convert("L")) > 127)[None]
-
-
 def _rows_of(folder: Path, config: str, meta: dict) -> Iterator:
     """The stored rows of a built config, split by split in stored order, as UnitRows (no images)."""
     import pyarrow.parquet as pq
 
+    from .units import _decode
     from .writer import UnitRow
 
     for name in sorted(meta.get("files", {}).get("train", [])) + sorted(meta.get("files", {}).get("test", [])):
@@ -146,7 +140,7 @@ def _rows_of(folder: Path, config: str, meta: dict) -> Iterator:
                                                             "annotations", "truth"]):
             for rec in batch.to_pylist():
                 yield UnitRow(layer=rec["layer"], unit=rec["unit"], images=None,
-                              masks=np.stack([_decode_mask(c) for c in rec["masks"]]),
+                              masks=np.stack([(_decode(c, "L") > 127)[None] for c in rec["masks"]]),
                               image_ids=rec["image_ids"], annotations=rec["annotations"], truth=rec["truth"])
 
 
@@ -166,7 +160,7 @@ def join_folder(folder: str | Path, sources: Mapping[str, ImageSource], configs:
     meta_dir = folder / "meta"
     if not meta_dir.is_dir() or not (folder / "data").is_dir():
         raise MilanError(f"{folder}: not a built corpus (no meta/ or data/); run `milannotations build` first")
-    metas = {p.stem: json.loads(p.read_text()) for p in sorted(meta_dir.glob("*.json"))}
+    metas = {m["config"]: m for m in read_metas(folder)}
     if configs:
         unknown = [c for c in configs if c not in metas]
         if unknown:
@@ -175,7 +169,7 @@ def join_folder(folder: str | Path, sources: Mapping[str, ImageSource], configs:
     for config, meta in metas.items():
         if configs and config not in configs:
             continue
-        if not str(meta.get("provenance", {}).get("images", "")).startswith("not shipped"):
+        if not str(meta.get("provenance", {}).get("images", "")).startswith(NOT_SHIPPED):
             continue
         dataset = meta.get("dataset")
         src = sources.get(dataset)
@@ -202,7 +196,7 @@ def join_folder(folder: str | Path, sources: Mapping[str, ImageSource], configs:
 
         def rows(config=config, meta=meta, src=src):
             for row in _rows_of(folder, config, meta):
-                uid = f"{config}/{row.layer}/{row.unit}"
+                uid = unit_id(config, row.layer, row.unit)
                 row.images = src.unit_images(list(row.image_ids), row.masks.shape[-2:], f"{config}: unit {uid}")
                 yield row
 

@@ -103,10 +103,6 @@ class LayerFiles:
         return int(self.masks.shape[0])
 
     @property
-    def k(self) -> int:
-        return int(self.masks.shape[1])
-
-    @property
     def size(self) -> tuple[int, int]:
         return int(self.masks.shape[3]), int(self.masks.shape[4])
 
@@ -226,11 +222,6 @@ def read_annotation_groups(path: Path, label: str) -> dict[tuple[str, int], list
     return groups
 
 
-def read_annotations(path: Path, label: str, count: int = ANNOTATION_COUNT) -> list[AnnotatedUnit]:
-    """Group `annotations.csv` as the original loader with `annotation_count=count` does."""
-    return keep_annotated(read_annotation_groups(path, label), count)
-
-
 def keep_annotated(groups: dict[tuple[str, int], list[str]], count: int = ANNOTATION_COUNT) -> list[AnnotatedUnit]:
     """Drop groups with fewer than `count` descriptions, cut the others to their first `count`."""
     return [AnnotatedUnit(layer, unit, tuple(texts[:count]))
@@ -245,11 +236,6 @@ class OriginalRelease:
     zip_label: str
     layers: dict[str, LayerFiles]
     units: list[AnnotatedUnit]
-
-    @property
-    def npy_bytes(self) -> int:
-        return sum(lf.masks.nbytes + (lf.images.nbytes if lf.images is not None else 0)
-                   for lf in self.layers.values())
 
     def images_status(self) -> str:
         """"all", "none" or "some": which layers ship `images.npy`."""

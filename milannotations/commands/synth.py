@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ..synth.build import DEFAULT_UNITS
+    from ..synth.build import DEFAULT_UNITS, POOL_SIZE
     from ..synth.catalog import SYNTH_CONFIGS, SYNTH_NET_CONFIGS
 
     p = subparsers.add_parser(
@@ -17,8 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder (created or updated)")
     p.add_argument("--seed", type=int, default=0, help="world seed: scenes, units, noise, descriptions (default 0)")
     p.add_argument("--units", type=int, default=DEFAULT_UNITS, help=f"units per config (default {DEFAULT_UNITS})")
-    p.add_argument("--pool-size", type=int, default=None,
-                   help="scenes per domain that exemplars are drawn from (default: the builder's, 600)")
+    p.add_argument("--pool-size", type=int, default=POOL_SIZE,
+                   help=f"scenes per domain that exemplars are drawn from (default {POOL_SIZE})")
     p.add_argument("--configs", nargs="+", default=None, metavar="CONFIG",
                    choices=[*SYNTH_CONFIGS, *SYNTH_NET_CONFIGS],
                    help="which configs (default: the four annotated ones)")
@@ -33,10 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from ..synth.build import build_synth
 
-    from ..synth.build import POOL_SIZE
-
     out = build_synth(args.out, seed=args.seed, units=args.units, configs=args.configs,
-                      pool_size=args.pool_size or POOL_SIZE,
+                      pool_size=args.pool_size,
                       progress=not args.quiet, cache_dir=args.backbone_cache,
                       backbone_steps=args.backbone_steps)
     print(f"wrote synthetic corpus to {out}")

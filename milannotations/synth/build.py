@@ -28,7 +28,6 @@ import torch
 
 from ..errors import MilanError
 from ..schema import ANNOTATION_COUNT, K, unit_id
-from ..splits import assign_splits
 from ..writer import ConfigMeta
 from .catalog import DOMAINS, FAMILIES, SYNTH_CONFIGS, SYNTH_NET_CONFIGS
 from .descriptions import describe_unit
@@ -159,12 +158,11 @@ def build_annotated_config(out: Path, config: str, pool: ScenePool, *, seed: int
         uid = unit_id(config, layer_name, u)
         return describe_unit(specs[u], uid, seed, ANNOTATION_COUNT), specs[u].truth()
 
-    split_of = assign_splits(unit_id(config, layer, u) for u in range(len(specs)))
     meta = ConfigMeta(config=config, model=f"synth-{family}", dataset=f"synth-{domain}", synthetic=True,
                       description=_description(family, domain, units),
                       provenance=_provenance(seed, units, len(pool), {"kinds": kind_counts(family, units)}))
     return write_exemplar_config(out, meta, model, [layer], pool, stats, annotate=annotate,
-                                 split_of=split_of, progress=progress)
+                                 progress=progress)
 
 
 def build_net_config(out: Path, config: str, *, seed: int = 0, pool_size: int = POOL_SIZE,

@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .catalog import DOMAINS
+
 IMAGE_SIZE = 112
-DOMAINS = ("plain", "cluttered")
 
 SHAPES = ("circle", "square", "triangle", "star", "cross", "ring")
 #: Object colours and their RGB in the plain domain.
@@ -109,10 +110,6 @@ class Scene:
     objects: tuple[SceneObject, ...]
     background: tuple[str, ...]  # one kind, or (sky, ground) for a horizon
     salience: np.ndarray = field(repr=False, default=None)  # type: ignore[assignment]
-
-    def present(self) -> np.ndarray:
-        """Bool vector: which concepts have at least one pixel."""
-        return self.concepts.reshape(len(CONCEPTS), -1).any(axis=1)
 
 
 def _rng(domain: str, index: int, seed: int) -> np.random.Generator:
