@@ -178,8 +178,6 @@ def beam_search(uc: UnitConcepts, *, max_length: int = 3, beam_size: int = 5,
     for _ in range(max_length - 1):
         candidates: dict[tuple, tuple[Formula, float]] = {k: (f, e[0]) for k, (f, e) in beam.items()}
         for f, (_, fmask, f_inter, f_size) in list(beam.values()):
-            if len(f) >= max_length:
-                continue
             used = torch.zeros(C, dtype=torch.bool)
             used[list(f.concepts)] = True
             for op, (inter, size) in _extend(fmask, f_inter, f_size, M, uw, w, Mu, area).items():
@@ -244,7 +242,7 @@ def _plural(noun: str) -> str:
 
 _MASS_NOUNS = frozenset({
     "wall", "sky", "floor", "ceiling", "road", "grass", "earth", "water", "sea", "field", "sand", "land",
-    "dirt track", "river", "food", "apparel", "snow", "stripes", "dots", "background", "apparel",
+    "dirt track", "river", "food", "apparel", "snow", "stripes", "dots", "background",
 })
 
 

@@ -46,7 +46,24 @@ class OpenClip:
         self.trained_on = ()
         tag = self.pretrained
         path = Path(tag) if tag and tag not in ("none", "random") else None
-        logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(max(level, logging.ERROR))  # open_clip logs each model it builds; keep it quiet, then restore
+        try:
+            model = self._create_model(open_clip, tag, path)
+        finally:
+            root.setLevel(level)
+        self.model = model.eval().to(self.device)
+        self.tokenizer = open_clip.get_tokenizer(self.arch)
+        cfg = self.model.visual.image_size
+        self.image_size = int(cfg[0] if isinstance(cfg, (tuple, list)) else cfg)
+        self.mean = torch.tensor(getattr(self.model.visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN)
+        self.std = torch.tensor(getattr(self.model.visual, "image_std", None) or open_clip.OPENAI_DATASET_STD)
+        if tag not in (None, "none", "random"):
+            self.trained_on = (f"{self.arch}/{tag} pretraining data",)
+
+    def _create_model(self, open_clip, tag: str | None, path: Path | None):
+        """The open_clip model: random weights, a local safetensors file, or a cached pretrained tag."""
         if tag in (None, "none", "random"):
             model = open_clip.create_model(self.arch, pretrained=None)
         elif path is not None and path.exists():
@@ -64,14 +81,7 @@ class OpenClip:
                     f"Fetch them once with network access (open_clip.create_model({self.arch!r}, "
                     f"pretrained={tag!r}) fills the Hugging Face cache), or pass pretrained=/path/to/weights"
                     ".safetensors") from e
-        self.model = model.eval().to(self.device)
-        self.tokenizer = open_clip.get_tokenizer(self.arch)
-        cfg = self.model.visual.image_size
-        self.image_size = int(cfg[0] if isinstance(cfg, (tuple, list)) else cfg)
-        self.mean = torch.tensor(getattr(self.model.visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN)
-        self.std = torch.tensor(getattr(self.model.visual, "image_std", None) or open_clip.OPENAI_DATASET_STD)
-        if tag not in (None, "none", "random"):
-            self.trained_on = (f"{self.arch}/{tag} pretraining data",)
+        return model
 
     @torch.no_grad()
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:

@@ -32,11 +32,8 @@ class MilanModel:
             raise MilanError(f"unknown MILAN strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
         if strategy == "rerank" and self.lm is None:
             raise MilanError("strategy=rerank needs a language model; this checkpoint has none")
-        if features.shape[-1] != self.decoder.config.feature_size:
-            raise MilanError(f"features have size {features.shape[-1]} but the decoder expects "
-                             f"{self.decoder.config.feature_size} (backbone {self.backbone})")
         length = self.decoder.config.length
-        features = features.to(next(self.decoder.parameters()).device)
+        features = self._on_decoder(features)
         out: list[Candidate] = []
         for i in range(0, features.shape[0], chunk):
             part = features[i: i + chunk]
@@ -52,11 +49,18 @@ class MilanModel:
 
     def candidates(self, features: torch.Tensor, beam: int = 50, chunk: int = 32) -> list[list[Candidate]]:
         """Every finished beam-search candidate per unit, best first (for external rerankers)."""
-        features = features.to(next(self.decoder.parameters()).device)
+        features = self._on_decoder(features)
         out: list[list[Candidate]] = []
         for i in range(0, features.shape[0], chunk):
             out.extend(beam_search(self.decoder, features[i: i + chunk], self.vocab, self.decoder.config.length, beam))
         return out
+
+    def _on_decoder(self, features: torch.Tensor) -> torch.Tensor:
+        """`features` on the decoder's device, refused with a clear message if their size does not match."""
+        if features.shape[-1] != self.decoder.config.feature_size:
+            raise MilanError(f"features have size {features.shape[-1]} but the decoder expects "
+                             f"{self.decoder.config.feature_size} (backbone {self.backbone})")
+        return features.to(next(self.decoder.parameters()).device)
 
     def to(self, device: str) -> "MilanModel":
         self.decoder.to(device)
