@@ -110,6 +110,12 @@ class _SplitData:
     descriptions: list[list[str]] = field(default_factory=list)  # per trial
 
 
+def run_fingerprint(benchmark: str, protocol: str) -> "hashlib._Hash":
+    """The start of a run's data revision: `prepare_split` adds each split's units to it, and its
+    hexdigest is results.json's `revision`. The leaderboard recomputes it with this function."""
+    return hashlib.sha256(f"{benchmark}\x1e{protocol}".encode())
+
+
 def prepare_split(split: Split, root, limit: int | None, seed: int, h) -> _SplitData:
     """Load one split's units as the harness uses them, adding its data to the run fingerprint `h`."""
     train_ds = _load_configs(split.train, split.train_split, root)
@@ -413,7 +419,7 @@ def evaluate(describer: str | Describer, *, benchmark: str = "synth", protocol: 
 
     # Phase 1, every rank: fit, describe this rank's shard, gather. Errors travel with the gather,
     # so one failing rank cannot leave the others waiting.
-    revision_h = hashlib.sha256(f"{benchmark}\x1e{protocol}".encode())
+    revision_h = run_fingerprint(benchmark, protocol)
     data: list[_SplitData] = []
     pending = first
     for split in splits:
@@ -493,6 +499,13 @@ def reference_scores(sd: _SplitData, scorer, seed: int) -> dict:
     return {"floors": floors, "floor": best_floor(floors), "ceiling": ceiling}
 
 
+def method_scores(scorer, sd: _SplitData, descriptions: Sequence[Sequence[str]]) -> dict[str, dict]:
+    """A describer's scores on one split: every trial's descriptions scored, then averaged over trials.
+    The leaderboard recomputes submitted numbers with this same function."""
+    return mean_over_trials([score_dict(scorer.score(list(texts), sd.references, revision=sd.revision))
+                             for texts in descriptions])
+
+
 def _score_and_write(data: list[_SplitData], scorer_obj, *, name: str, meta, trained_on: set[str],
                      benchmark: str, protocol: str, scorer: str, limit, trials: int, seed: int, device: str,
                      output, describer_args, batch_size: int, revision: str, timing: dict, t_start: float,
@@ -501,12 +514,10 @@ def _score_and_write(data: list[_SplitData], scorer_obj, *, name: str, meta, tra
     built before phase 1), then the files."""
     split_docs, rows = [], []
     for sd in data:
-        refs = sd.references
         t = time.perf_counter()
         reference = reference_scores(sd, scorer_obj, seed)
         floors, floor, ceiling = reference["floors"], reference["floor"], reference["ceiling"]
-        method = mean_over_trials([score_dict(scorer_obj.score(list(texts), refs, revision=sd.revision))
-                                    for texts in sd.descriptions])
+        method = method_scores(scorer_obj, sd, sd.descriptions)
         timing["score_s"] += time.perf_counter() - t
         split_docs.append({
             **sd.split.to_dict(),

@@ -14,7 +14,6 @@ describer was trained on (`trained_on`) are flagged: they are not held out.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -111,11 +110,11 @@ class _Context:
 
     def prepare(self, benchmark: str, protocol: str, splits: Sequence, limit, seed: int):
         """The harness's split data for `splits`, and the run revision it fingerprints (as `evaluate`)."""
-        from eval.harness import prepare_split
+        from eval.harness import prepare_split, run_fingerprint
 
-        key = (benchmark, protocol, tuple(s.name for s in splits), limit, seed)
+        key = (benchmark, protocol, tuple(splits), limit, seed)
         if key not in self._splits:
-            h = hashlib.sha256(f"{benchmark}\x1e{protocol}".encode())  # as eval.harness.evaluate
+            h = run_fingerprint(benchmark, protocol)
             data = [prepare_split(s, self.corpus_root, limit, seed, h) for s in splits]
             self._splits[key] = (data, h.hexdigest())
         return self._splits[key]
@@ -124,7 +123,8 @@ class _Context:
         """Floors, best floor and ceiling of one split, made as the harness makes them."""
         from eval.harness import reference_scores
 
-        key = (sd.split.name, sd.revision, scorer_name, seed)
+        # the Split (frozen) names the train configs the floors are fit on; the revision, the test units
+        key = (sd.split, sd.revision, scorer_name, seed)
         if key not in self._refs:
             self._refs[key] = reference_scores(sd, self.scorer(scorer_name, seed), seed)
         return self._refs[key]
@@ -311,7 +311,7 @@ def validate_submission(path: str | Path, *, corpus_root: str | Path | None = No
                         embedding_tolerance: float = 1e-5, recompute: bool = True, device: str = "cpu",
                         _ctx: _Context | None = None) -> Report:
     """Every problem of one submission folder (see the module docstring for what is checked)."""
-    from eval.harness import mean_over_trials, normalized_scores, score_dict
+    from eval.harness import method_scores, normalized_scores
     from eval.results import read_descriptions, results_errors
 
     path = Path(path)
@@ -371,8 +371,7 @@ def validate_submission(path: str | Path, *, corpus_root: str | Path | None = No
     for sd, claimed in zip(data, r["splits"]):
         name = sd.split.name
         try:
-            method = mean_over_trials([score_dict(scorer.score(list(t), sd.references, revision=sd.revision))
-                                        for t in texts[name]])
+            method = method_scores(scorer, sd, texts[name])
             side = ctx.references_side(sd, r["scorer"], int(r["seed"]))
         except MilanError as e:
             rep.error(f"split {name!r}: cannot rescore: {e}")
