@@ -14,12 +14,11 @@ import io
 import json
 import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from milannotations.errors import MilanError
+from milannotations.fsutil import atomic_write_text, staging_dir
 
 DESCRIPTION_COLUMNS = ("unit_id", "layer", "unit", "description", "split", "trial")
 RESULTS_FILE = "results.json"
@@ -237,10 +236,7 @@ def write_run(output: str | Path, results: Mapping, rows: Iterable[Mapping[str, 
     if output.exists() and not output.is_dir():
         raise MilanError(f"--output {output} exists and is not a folder")
     validate_results(results)
-    parent = output.parent if str(output.parent) else Path(".")
-    parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".staging-{output.name}-", dir=parent))
-    try:
+    with staging_dir(output.parent, prefix=f".staging-{output.name}-") as stage:
         (stage / RESULTS_FILE).write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n",
                                           encoding="utf-8")
         (stage / DESCRIPTIONS_FILE).write_text(descriptions_csv(rows), encoding="utf-8")
@@ -248,23 +244,13 @@ def write_run(output: str | Path, results: Mapping, rows: Iterable[Mapping[str, 
         # descriptions first: a results.json is never beside stale descriptions of another run
         os.replace(stage / DESCRIPTIONS_FILE, output / DESCRIPTIONS_FILE)
         os.replace(stage / RESULTS_FILE, output / RESULTS_FILE)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
     return output
 
 
 def write_descriptions(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:
     """Write one descriptions.csv atomically (milan-describe)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(descriptions_csv(rows))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, descriptions_csv(rows))
     return path
 
 
