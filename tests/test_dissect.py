@@ -16,6 +16,7 @@ from baselines.dissect import UnitConcepts, compress, pooled_iou
 from baselines.netdissect import NetDissect
 from baselines.segmenters import COLOUR_NAMES, Segmenter, colour_index, create_segmenter
 from milannotations import Exemplars, MilanError
+from milannotations.synth.scenes import IMAGE_SIZE
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -268,6 +269,6 @@ def test_synth_segmenter_trains_once_caches_safetensors_and_segments(small_synth
     for (k, a), (_, b) in zip(seg.net.state_dict().items(), again.net.state_dict().items()):
         assert torch.equal(a, b), k
     out = seg.segment_unit(units[0])
-    assert out.shape == (units[0].k, 45, 112, 112) and out.dtype == torch.bool
+    assert out.shape == (units[0].k, len(seg.concepts), IMAGE_SIZE, IMAGE_SIZE) and out.dtype == torch.bool
     text = create_describer("netdissect", segmenter=seg).describe(units[:2])
     assert all(t in seg.concepts for t in text)

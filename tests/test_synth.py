@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from milannotations.synth.catalog import SYNTH_CONFIGS
+from milannotations.synth.scenes import IMAGE_SIZE
 
 UNITS = 12  # two per kind at most; kind_counts guarantees one of each
 POOL = 300  # scenes per domain in the fixture (the default build uses 600)
@@ -232,7 +233,7 @@ def test_load_and_ensure_synth_build_once(tmp_path, monkeypatch):
     ds = mn.load("synth-shallow-plain", root=folder)
     assert set(ds) == {"train", "test"} and len(ds["train"]) + len(ds["test"]) == 6
     units = mn.UnitSet(ds["test"], annotated=True)
-    assert units[0].images.shape == (15, 3, 112, 112) and len(units[0].annotations) == 3
+    assert units[0].images.shape == (15, 3, IMAGE_SIZE, IMAGE_SIZE) and len(units[0].annotations) == 3
     grouped = mn.load("synth-deep", root=folder, split="train")
     assert set(grouped["config"]) == {"synth-deep-plain", "synth-deep-cluttered"}
 
