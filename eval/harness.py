@@ -550,7 +550,3 @@ def _score_and_write(data: list[_SplitData], scorer_obj, *, name: str, meta, tra
     if output is not None:
         write_run(output, results, rows)
     return results
-
-
-# Names the leaderboard imported before they were public.
-_prepare, _score_dict, _mean_over_trials = prepare_split, score_dict, mean_over_trials

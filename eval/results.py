@@ -209,21 +209,6 @@ def read_descriptions(path: str | Path) -> list[dict]:
     return rows
 
 
-def check_descriptions(doc: Mapping, rows: list[dict], source: str = DESCRIPTIONS_FILE) -> None:
-    """Refuse a descriptions.csv that does not cover each split and trial of `doc` exactly once per unit."""
-    trials = int(doc["trials"])
-    for split in doc["splits"]:
-        for t in range(trials):
-            ids = [r["unit_id"] for r in rows if r["split"] == split["name"] and r["trial"] == t]
-            if len(ids) != split["n_units"] or len(set(ids)) != len(ids):
-                raise MilanError(f"{source}: split {split['name']!r} trial {t} has {len(ids)} descriptions "
-                                 f"({len(set(ids))} distinct units) for {split['n_units']} units")
-    names = {s["name"] for s in doc["splits"]}
-    stray = {r["split"] for r in rows} - names
-    if stray:
-        raise MilanError(f"{source}: rows for splits not in results.json: {sorted(stray)}")
-
-
 # --------------------------------------------------------------------------- files
 
 def write_run(output: str | Path, results: Mapping, rows: Iterable[Mapping[str, Any]]) -> Path:

@@ -181,6 +181,8 @@ def write_submission(source: str | Path | Mapping[str, Any], *, descriptions: st
 
 def submit(output_dir: str | Path, results: Mapping[str, Any], *, root: str | Path | None = None,
            authors: Sequence[str] = (), link: str | None = None) -> Path:
-    """What `milan-eval --submit` calls after writing `output_dir`: returns the submission folder."""
+    """Submit a run from its results dict and the `output_dir` holding its descriptions.csv; returns the
+    submission folder. results.json is re-serialised from `results` (`milan-eval --submit` instead copies
+    the output folder byte for byte with `write_submission(output_dir)`)."""
     return write_submission(results, descriptions=Path(output_dir) / DESCRIPTIONS, root=root,
                             authors=authors, link=link)

@@ -11,8 +11,6 @@ frequencies, the retrieval gallery) stay fixed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 
@@ -37,19 +35,3 @@ def mean_replicates(per_unit, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
 def mean_ci(per_unit, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
     """95% percentile interval of the mean of per-unit values."""
     return percentile_ci(mean_replicates(per_unit, n_boot, seed))
-
-
-def stats_replicates(
-    stats: np.ndarray, statistic: Callable[[np.ndarray], np.ndarray], n_boot: int = 1000, seed: int = 0
-) -> np.ndarray:
-    """Bootstrap replicates of a corpus statistic of summed per-unit sufficient statistics.
-
-    `stats` is units x k; `statistic` maps (..., k) summed statistics to (...) values.
-    """
-    stats = np.asarray(stats, dtype=np.float64)
-    return statistic(resample_counts(len(stats), n_boot, seed) @ stats)
-
-
-def stats_ci(stats: np.ndarray, statistic: Callable[[np.ndarray], np.ndarray], n_boot: int = 1000, seed: int = 0):
-    """95% percentile interval of a corpus statistic (see `stats_replicates`)."""
-    return percentile_ci(stats_replicates(stats, statistic, n_boot, seed))

@@ -34,8 +34,6 @@ from eval.metrics.rouge import SIGNATURE as ROUGE_SIGNATURE
 from eval.metrics.rouge import rouge_l_per_unit
 from eval.metrics.text import normalized_inputs, validate
 
-MEAN_METRICS = ("bertscore_f1", "rouge_l", "cider", "retrieval_top1", "retrieval_mrr")
-
 
 @dataclass
 class _Parts:
@@ -90,10 +88,6 @@ class Scorer:
         self.encoder.load()  # fail now, before any describer runs, if the model is missing
 
     # ----------------------------------------------------------------- signatures
-    @property
-    def bertscore_signature(self) -> str:
-        return self.config.signature
-
     def signatures(self, n_refs: int) -> dict[str, str]:
         """The signature of every metric for `n_refs` references per unit."""
         bert = self.config.signature
