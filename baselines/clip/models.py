@@ -110,13 +110,21 @@ def _safe_state_dict(path: Path) -> dict:
     return state.get("state_dict", state) if isinstance(state, dict) else state
 
 
+_LOADED: dict[tuple[str, str, str], ClipModel] = {}
+
+
 def load_clip(model: str = "synth", pretrained: str | None = "openai", device: str = "cpu") -> ClipModel:
     """`synth` -> the synthetic world's CLIP (trained and cached on first use); else an open_clip arch.
 
-    `pretrained=None` (`none` on the command line) builds random weights, for tests only.
+    Loaded once per process: the model is frozen, and the harness builds a describer per split
+    and trial. `pretrained=None` (`none` on the command line) builds random weights, for tests only.
     """
-    if model == "synth":
-        from .synth_clip import load_synth_clip
+    key = (model, str(pretrained), str(device))
+    if key not in _LOADED:
+        if model == "synth":
+            from .synth_clip import load_synth_clip
 
-        return load_synth_clip(device=device)
-    return OpenClip(arch=model, pretrained=pretrained, device=device)
+            _LOADED[key] = load_synth_clip(device=device)
+        else:
+            _LOADED[key] = OpenClip(arch=model, pretrained=pretrained, device=device)
+    return _LOADED[key]

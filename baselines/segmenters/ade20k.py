@@ -13,7 +13,7 @@ hub cache only; nothing is downloaded at run time.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -61,12 +61,23 @@ def _label_names(id2label: dict | None) -> list[str]:
     return names
 
 
-def load_ade20k_model(model: str | Path = DEFAULT_ADE20K_MODEL, device: str = "cpu"):
-    """An ADE20K segmentation model from a local folder or the hub cache, offline.
+_LOADED: dict[tuple[str, str], Any] = {}
 
-    Raises MilanError, naming the model and how to get it, when it is not
-    available locally or does not predict 150 classes.
+
+def load_ade20k_model(model: str | Path = DEFAULT_ADE20K_MODEL, device: str = "cpu"):
+    """An ADE20K segmentation model from a local folder or the hub cache, offline, loaded once per process.
+
+    Frozen and in eval mode, it is shared by every segmenter of a run (the harness builds a
+    describer per split and trial). Raises MilanError, naming the model and how to get it, when
+    it is not available locally or does not predict 150 classes.
     """
+    key = (str(model), str(device))
+    if key not in _LOADED:
+        _LOADED[key] = _load_ade20k_model(model, device)
+    return _LOADED[key]
+
+
+def _load_ade20k_model(model: str | Path, device: str):
     from transformers import AutoModelForSemanticSegmentation
 
     path = Path(str(model)).expanduser()
