@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -17,8 +16,6 @@ from baselines.netdissect import NetDissect
 from baselines.segmenters import COLOUR_NAMES, Segmenter, colour_index, create_segmenter
 from milannotations import Exemplars, MilanError
 from milannotations.synth.scenes import IMAGE_SIZE
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 class TableSegmenter(Segmenter):
@@ -189,7 +186,7 @@ def _left_half_masks(spec, unit):
 
 
 def test_ade20k_path_runs_a_random_weight_segformer_on_original_format_exemplars(tmp_path):
-    from original_format import LayerSpec, make_original_zip, original_samples
+    from tests.original_format import LayerSpec, make_original_zip, original_samples
 
     model_dir = _tiny_segformer(tmp_path / "segformer")
     fx = make_original_zip(tmp_path / "alexnet-places365.zip", [LayerSpec("conv5", n_units=2, k=3, height=32, width=32)],
