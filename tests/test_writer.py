@@ -7,7 +7,7 @@ import pytest
 from milannotations.splits import assign_splits
 from milannotations.units import UnitSet, to_exemplars
 from milannotations.writer import ConfigMeta, write_config
-from tests.conftest import make_rows
+from tests.rows import make_rows
 
 
 def test_written_config_loads_with_load_dataset(tiny_corpus):
