@@ -121,13 +121,14 @@ def _url_or_empty(text: Any) -> str:
     return t if re.match(r"^https?://\S+$", t) else ""
 
 
-def make_meta(results: Mapping[str, Any], *, authors: Sequence[str] = (), link: str | None = None,
-              version: str | None = None) -> dict:
-    """meta.json from the results' describer record plus what only the submitter knows."""
+def make_meta(results: Mapping[str, Any], *, authors: Sequence[str] = (), link: str | None = None) -> dict:
+    """meta.json from the results' describer record plus what only the submitter knows.
+
+    `name`, `version` and `trained_on` are the describer's own (validation refuses any other)."""
     d = results.get("describer") or {}
     return {
         "name": str(d.get("name", "")),
-        "version": str(version if version is not None else d.get("version", "")),
+        "version": str(d.get("version", "")),
         "authors": [str(a) for a in authors],
         "link": str(link if link is not None else _url_or_empty(d.get("reference"))),
         "citation": str(d.get("citation") or ""),
@@ -137,8 +138,8 @@ def make_meta(results: Mapping[str, Any], *, authors: Sequence[str] = (), link: 
 
 
 def write_submission(source: str | Path | Mapping[str, Any], *, descriptions: str | Path | None = None,
-                     authors: Sequence[str] = (), link: str | None = None, version: str | None = None,
-                     root: str | Path | None = None, overwrite: bool = True) -> Path:
+                     authors: Sequence[str] = (), link: str | None = None, root: str | Path | None = None,
+                     overwrite: bool = True) -> Path:
     """Copy a milan-eval output into `<root>/<describer>/<benchmark>-<protocol>/`, atomically.
 
     `source` is either an output folder holding `results.json` and
@@ -170,7 +171,7 @@ def write_submission(source: str | Path | Mapping[str, Any], *, descriptions: st
     dest = submission_dir(name, results["benchmark"], results["protocol"], root)
     if dest.exists() and not overwrite:
         raise MilanError(f"submission {dest} already exists; pass overwrite=True to replace it")
-    meta = make_meta(results, authors=authors, link=link, version=version)
+    meta = make_meta(results, authors=authors, link=link)
     with staging_dir(dest.parent) as tmp:
         (tmp / RESULTS).write_text(results_text, encoding="utf-8")
         shutil.copyfile(csv_path, tmp / DESCRIPTIONS)
