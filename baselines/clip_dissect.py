@@ -97,11 +97,8 @@ class ClipDissect:
         if not len(units):
             return []
         log_p = self._log_p(self.unit_concept_similarity(units))
-        if self._log_prior is not None:
-            score = log_p - self.lam * self._log_prior
-        elif len(units) > 1:  # no fit: contrast with the other units being described
-            score = log_p - self.lam * self._prior(log_p)
-        else:  # one unit and no background: nothing to contrast with
-            score = log_p
+        # Without fit there is no background to contrast with. Contrasting with the other units of
+        # this call would make a unit's description depend on how callers batch units.
+        score = log_p - self.lam * self._log_prior if self._log_prior is not None else log_p
         best = score.topk(min(self.top, score.shape[1]), dim=-1).indices
         return [" and ".join(self.concepts[j] for j in row.tolist()) for row in best]
