@@ -23,7 +23,7 @@ from eval.metrics.bertscore import (
     read_baseline,
     resolve_config,
 )
-from eval.metrics.bleu import bleu_from_stats, bleu_signature, bleu_stats, corpus_bleu, reference_streams
+from eval.metrics.bleu import bleu_from_stats, bleu_signature, bleu_stats, reference_streams
 from eval.metrics.bootstrap import percentile_ci, resample_counts
 from eval.metrics.cache import EmbeddingCache, entry_key
 from eval.metrics.cider import SIGNATURE as CIDER_SIGNATURE
@@ -32,7 +32,7 @@ from eval.metrics.result import METRIC_NAMES, MetricScore
 from eval.metrics.retrieval import SIGNATURE_TEMPLATE, retrieval_per_unit, unit_similarity
 from eval.metrics.rouge import SIGNATURE as ROUGE_SIGNATURE
 from eval.metrics.rouge import rouge_l_per_unit
-from eval.metrics.text import normalized_inputs, validate
+from eval.metrics.text import normalized_inputs
 
 
 @dataclass
@@ -157,7 +157,7 @@ class Scorer:
                 "retrieval_top1": top1,
                 "retrieval_mrr": rr,
             },
-            bleu=corpus_bleu(preds, refs),
+            bleu=float(bleu_from_stats(stats.sum(axis=0))),  # sacrebleu's corpus BLEU, from its own statistics
             bleu_stats=stats,
         )
 
@@ -235,7 +235,6 @@ class Scorer:
         method gets 3, which slightly favours methods on max-over-reference metrics. idf weights come
         from all k references of every unit, the same weights a method is scored with.
         """
-        validate([""] * len(references), references, min_refs=2)
         _, refs = normalized_inputs([""] * len(references), references, min_refs=2)
         k = len(reference_streams(refs))
         by_unit, weights = self._prepare_refs(refs, revision)
