@@ -275,18 +275,26 @@ def best_floor(floors: Mapping[str, Mapping[str, dict]]) -> dict[str, dict]:
     return out
 
 
+def normalized_value(value: float | None, floor: float | None, ceiling: float | None) -> float | None:
+    """(value - floor) / (ceiling - floor); None where a number is missing or the ceiling does not clear
+    the floor (by more than 1e-12). The leaderboard page normalizes its reference rows with it too."""
+    if value is None or floor is None or ceiling is None or ceiling - floor <= 1e-12:
+        return None
+    return (value - floor) / (ceiling - floor)
+
+
 def normalized_scores(method: Mapping[str, dict], floor: Mapping[str, dict], ceiling: Mapping[str, dict]
                       ) -> dict[str, dict]:
     """(method - best floor) / (ceiling - best floor); null where the ceiling does not clear the floor."""
     out = {}
     for metric, m in method.items():
         f, c = floor[metric]["value"], ceiling[metric]["value"]
-        span = c - f
-        if span <= 1e-12:
+        if normalized_value(m["value"], f, c) is None:
             out[metric] = {"value": None, "ci95": [None, None],
                            "signature": f"{m['signature']}|normalized:ceiling<=floor"}
             continue
-        out[metric] = {"value": (m["value"] - f) / span, "ci95": [(x - f) / span for x in m["ci95"]],
+        out[metric] = {"value": normalized_value(m["value"], f, c),
+                       "ci95": [normalized_value(x, f, c) for x in m["ci95"]],
                        "signature": f"{m['signature']}|normalized"}
     return out
 

@@ -96,9 +96,10 @@ def _ci(d: Any, metric: str) -> list[float] | None:
 
 
 def _normalize(v: float | None, floor: float | None, ceil: float | None) -> float | None:
-    if v is None or floor is None or ceil is None or ceil == floor:
-        return None
-    return (v - floor) / (ceil - floor)
+    """The harness's rule (`eval.harness.normalized_value`): None where the ceiling does not clear the floor."""
+    from eval.harness import normalized_value
+
+    return normalized_value(v, floor, ceil)
 
 
 @dataclass
