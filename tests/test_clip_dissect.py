@@ -75,6 +75,18 @@ def test_contrast_with_background_units_removes_what_every_unit_shares():
     assert contrast_out == ["red", "green", "blue"]
 
 
+def test_without_fit_a_units_description_does_not_depend_on_its_batch(monkeypatch):
+    # Uncropped regions (as in the contrast test above), where contrast would change every answer:
+    # contrasting with the other units of the call would give red/green/blue together, gray alone.
+    import baselines.clip_dissect as cd
+
+    orig = cd.masked_regions
+    monkeypatch.setattr(cd, "masked_regions", lambda im, m, s: orig(im, m, s, crop=False, dim=1.0))
+    units = [_unit(i, c) for i, c in enumerate([PALETTE["red"], PALETTE["green"], PALETTE["blue"]])]
+    d = _describer(lam=1.0)
+    assert d.describe(units) == [d.describe([u])[0] for u in units] == ["gray", "gray", "gray"]
+
+
 def test_top_joins_best_concepts():
     d = _describer(top=2, lam=0.0)
     d.concepts = ["red", "green", "blue"]
