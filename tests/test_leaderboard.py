@@ -90,7 +90,8 @@ def test_harness_submissions_validate_and_recompute_every_number(board):
         assert rep.ok, [str(p) for p in rep.problems]
         # 4 splits x (metrics + ceiling + floor + 2 floors + normalized) x 6 metrics
         assert rep.checked == 4 * 6 * 6
-        assert rep.units == 4 * 5
+        assert rep.units == 4 * 5 and rep.descriptions == 4 * 5
+        assert rep.summary.startswith("20 described units (20 descriptions), 144 numbers recomputed, 0 error(s)")
 
 
 def test_raised_numbers_are_refused_naming_split_and_metric(board):
@@ -112,6 +113,20 @@ def test_raised_numbers_are_refused_naming_split_and_metric(board):
                "but the claimed metric, floor and ceiling give" in m for m in msgs), msgs
     assert any(f"split {names[0]!r}, ceiling.bleu: claimed 95% interval" in m for m in msgs), msgs
     assert any(f"split {names[2]!r}, normalized.rouge_l: claimed" in m for m in msgs), msgs
+
+
+def test_wrong_n_units_is_one_error_per_split_whatever_the_trials(board):
+    path = _copy(board, "n-units")
+    doc = json.loads((path / "results.json").read_text())
+    doc["trials"] = 2
+    doc["splits"][0]["n_units"] += 1
+    (path / "results.json").write_text(json.dumps(doc))
+    _rewrite_csv(path, lambda rows: (rows + [{**r, "trial": "1"} for r in rows], None))
+    rep = _validate(board, path, recompute=False)
+    n_units = [str(p) for p in rep.errors if "n_units" in str(p)]
+    assert n_units == [f"error: constant/synth-within-network: split {doc['splits'][0]['name']!r}: n_units is 6 "
+                       "but the split has 5 test units"], [str(p) for p in rep.problems]
+    assert rep.units == 4 * 5 and rep.descriptions == 2 * 4 * 5
 
 
 def _rewrite_csv(path: Path, edit) -> dict:
