@@ -5,8 +5,8 @@
     python -m leaderboard.seed --dry-run               # print the commands only
 
 Numbers are never typed: each submission is whatever `milan-eval` wrote,
-and `milan-leaderboard validate` recomputes all of them before the page is
-rendered. A describer that cannot run here (e.g. it needs weights that are
+and `milan-leaderboard validate` recomputes all of them; the page is rendered
+only when every submission validates. A describer that cannot run here (e.g. it needs weights that are
 not installed) is reported and skipped; the exit status says whether every
 run and every validation succeeded.
 """
@@ -20,15 +20,10 @@ import time
 from pathlib import Path
 
 
-def _milan_eval() -> list[str]:
-    """The milan-eval console script beside this interpreter, or the module form of it."""
-    script = Path(sys.executable).with_name("milan-eval")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "eval.cli"]
-
-
-def _milan_leaderboard() -> list[str]:
-    script = Path(sys.executable).with_name("milan-leaderboard")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "leaderboard.cli"]
+def _script(name: str, module: str) -> list[str]:
+    """The console script `name` beside this interpreter, or `python -m module` where it is not installed."""
+    script = Path(sys.executable).with_name(name)
+    return [str(script)] if script.exists() else [sys.executable, "-m", module]
 
 
 #: Describer arguments the paper used for a protocol; every other entry runs with the describer's
@@ -42,7 +37,7 @@ def commands(describers: list[str], protocols: list[str], *, benchmark: str, sco
     out = []
     for name in describers:
         for protocol in protocols:
-            cmd = [*_milan_eval(), "--describer", name, "--benchmark", benchmark, "--protocol", protocol,
+            cmd = [*_script("milan-eval", "eval.cli"), "--describer", name, "--benchmark", benchmark, "--protocol", protocol,
                    "--scorer", scorer, "--device", device, "--seed", str(seed), "--trials", str(trials),
                    "--submit", "--no-progress"]
             if (name, protocol) in PAPER_ARGS:
@@ -89,12 +84,17 @@ def main(argv: list[str] | None = None) -> int:
             failed.append(shlex.join(cmd))
     if args.dry_run or args.no_render:
         return 0
-    validate = [*_milan_leaderboard(), "validate"] + (["--root", args.root] if args.root else [])
+    leaderboard = _script("milan-leaderboard", "leaderboard.cli")
+    validate = [*leaderboard, "validate"] + (["--root", args.root] if args.root else [])
     print("$ " + shlex.join(validate), flush=True)
     rc_validate = subprocess.run(validate, check=False).returncode
-    render = [*_milan_leaderboard(), "render"]
-    print("$ " + shlex.join(render), flush=True)
-    rc_render = subprocess.run(render, check=False).returncode
+    rc_render = 0
+    if rc_validate == 0:
+        render = [*leaderboard, "render"]
+        print("$ " + shlex.join(render), flush=True)
+        rc_render = subprocess.run(render, check=False).returncode
+    else:
+        print("validation failed: the page is not rendered", file=sys.stderr)
     for f in failed:
         print(f"FAILED: {f}", file=sys.stderr)
     return 1 if failed or rc_validate or rc_render else 0

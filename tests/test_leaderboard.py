@@ -267,6 +267,24 @@ def test_seed_runs_milan_eval_submit_for_every_builtin(capsys):
         assert ("--describer-args patience=10" in line) == (name == "milan")
 
 
+def test_seed_does_not_render_when_validation_fails(monkeypatch, capsys):
+    import subprocess
+
+    from leaderboard import seed
+
+    ran: list[list[str]] = []
+
+    def fake_run(cmd, check=False):
+        ran.append(list(cmd))
+        return subprocess.CompletedProcess(cmd, 1 if "validate" in cmd else 0)
+
+    monkeypatch.setattr(seed.subprocess, "run", fake_run)
+    assert seed.main(["--describers", "constant"]) == 1
+    assert [cmd[-1] if "validate" in cmd else cmd[cmd.index("--describer") + 1] for cmd in ran] == \
+        ["constant", "validate"]  # no render after a failed validation
+    assert "not rendered" in capsys.readouterr().err
+
+
 @needs_chromium
 def test_page_sorts_rows_by_a_column(board, tmp_path):
     """`?sort=4&dir=asc` runs the same code as a click on the 5th header (normalized score)."""
