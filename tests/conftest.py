@@ -23,3 +23,12 @@ def tiny_corpus(tmp_path: Path):
     out = tmp_path / "milannotations"
     write_config(out, ConfigMeta("tiny-net", "tinynet", "noise"), rows, split_of)
     return out, rows
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> Path:
+    """Every synthetic config as a tiny built corpus (tests/eval_corpus.py), written once per session;
+    the harness and milan-eval tests score against it."""
+    from tests.eval_corpus import write_eval_corpus
+
+    return write_eval_corpus(tmp_path_factory.mktemp("evalcorpus") / "milannotations")

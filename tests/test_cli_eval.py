@@ -14,7 +14,6 @@ from baselines.registry import create_describer, parse_describer_args, resolve_d
 from eval.cli import describe_main, main
 from eval.results import read_descriptions, results_errors
 from milannotations import MilanError, load
-from tests.eval_corpus import write_eval_corpus
 
 CONFIG = "synth-shallow-plain"
 
@@ -45,12 +44,6 @@ class Broken(Echo):
         out[-1] = None
         return out
 '''
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    return write_eval_corpus(tmp_path_factory.mktemp("clicorpus") / "milannotations",
-                             configs=(CONFIG,))
 
 
 @pytest.fixture
@@ -95,6 +88,7 @@ def test_user_describer_file_by_path_results_and_bleu_recomputed(corpus, user_fi
 
     # --submit copied the run, byte for byte, into the leaderboard's submissions
     dest = tmp_path / "submissions" / "echo" / "synth-within-network"
+    assert sorted(p.name for p in dest.iterdir()) == ["descriptions.csv", "meta.json", "results.json"]
     assert (dest / "results.json").read_bytes() == (out / "results.json").read_bytes()
     assert (dest / "descriptions.csv").read_bytes() == (out / "descriptions.csv").read_bytes()
 

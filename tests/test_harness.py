@@ -8,15 +8,11 @@ import pytest
 
 from baselines.floors import ConstantDescriber, RandomUnitDescriber
 from eval import evaluate, protocol_splits, read_descriptions, read_results, results_errors
+from eval.harness import _limit_indices
 from milannotations import AnnotatedExemplars, DescriberMeta, Exemplars, MilanError, UnitSet, load
-from tests.eval_corpus import CONCEPTS, concept_of, write_eval_corpus
+from tests.eval_corpus import CONCEPTS, concept_of
 
 CONFIG = "synth-shallow-plain"
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    return write_eval_corpus(tmp_path_factory.mktemp("evalcorpus") / "milannotations")
 
 
 class PixelReader:
@@ -325,13 +321,24 @@ def test_trials_average_and_limit_is_seeded(corpus, tmp_path, constant_run):
     assert len(rows) == 10 and {r["trial"] for r in rows} == {0, 1}
     ids = [[r["unit_id"] for r in rows if r["trial"] == t] for t in (0, 1)]
     assert ids[0] == ids[1]
+    texts = [[r["description"] for r in rows if r["trial"] == t] for t in (0, 1)]
+    assert texts[0] != texts[1]  # each trial is seeded with seed + trial
     m = split["metrics"]["bleu"]
     assert len(m["trial_values"]) == 2 and m["value"] == pytest.approx(sum(m["trial_values"]) / 2)
+    bert = split["metrics"]["bertscore_f1"]["trial_values"]  # (BLEU of one-word texts is 0 in both)
+    assert len(bert) == 2 and bert[0] != bert[1]
     again = evaluate(Noisy(), root=corpus, configs=[CONFIG], limit=5, trials=2, seed=3, progress=False)
     assert again["splits"][0]["metrics"]["bleu"]["trial_values"] == m["trial_values"]
     assert again["revision"] == res["revision"]
     # the revision fingerprints the units used: other units (all 8 here) give another one
     assert constant_run[0]["revision"] != res["revision"]
+    # --limit is a seeded, order-independent choice: the same for one seed, another for another seed
+    test_ids = list(load(CONFIG, split="test", root=corpus)["unit_id"])
+    assert sorted(test_ids[i] for i in _limit_indices(test_ids, 5, 3)) == sorted(ids[0])
+    assert _limit_indices(test_ids[::-1], 5, 3) == sorted(len(test_ids) - 1 - i
+                                                          for i in _limit_indices(test_ids, 5, 3))
+    picks = {tuple(_limit_indices(test_ids, 5, seed)) for seed in range(6)}
+    assert len(picks) > 1 and all(len(p) == 5 for p in picks)
 
 
 # --------------------------------------------------------------------------- torchrun-style sharding

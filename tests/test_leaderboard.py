@@ -12,15 +12,13 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_corpus import write_eval_corpus  # noqa: E402
-
-from milannotations.contract import DescriberMeta  # noqa: E402
+from leaderboard.reported import REPORTED
+from milannotations.contract import DescriberMeta
+from tests.eval_corpus import write_eval_corpus
 
 CHROMIUM = Path("/usr/bin/chromium")
 MARKUP = "<script>alert(1)</script> <b>x</b>"
@@ -201,7 +199,7 @@ def test_markdown_escapes_submitted_strings(board, tmp_path):
     table = [ln for ln in text.splitlines() if ln.startswith("| 1 |") or ln.startswith("| 2 |")]
     assert len(table) == 2
     assert "*human ceiling" in text and "*floor: constant*" in text
-    assert text.count("reported, not recomputed") >= 17  # every paper number of Tables 2-3
+    assert text.count("reported, not recomputed") == len(REPORTED)  # every paper number of Tables 2-3, once
     html_text = page.read_text()
     assert "<script>alert(1)</script>" not in html_text
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &lt;b&gt;x&lt;/b&gt;" in html_text
@@ -240,18 +238,6 @@ def test_page_renders_in_headless_chromium(board, tmp_path):
     # tabs: the first is active and shown, the paper tab hidden
     assert re.search(r'<button type="button" data-target="synth-within-network[^"]*" class="active">', dom)
     assert re.search(r'<section class="group" id="paper-reported" hidden="">', dom)
-
-
-def test_milan_eval_submit_flag_writes_a_submission(board, monkeypatch, tmp_path):
-    """`milan-eval --submit` hands its output folder to leaderboard.submission.write_submission."""
-    import leaderboard.submission as submission
-    from eval.cli import _submit
-
-    monkeypatch.setattr(submission, "SUBMISSIONS_ROOT", tmp_path / "subs")
-    dest = _submit(board["base"] / "run-constant")
-    assert dest == tmp_path / "subs" / "constant" / "synth-within-network"
-    assert sorted(p.name for p in dest.iterdir()) == ["descriptions.csv", "meta.json", "results.json"]
-    assert (dest / "descriptions.csv").read_bytes() == (board["constant"] / "descriptions.csv").read_bytes()
 
 
 def test_seed_runs_milan_eval_submit_for_every_builtin(capsys):
