@@ -349,11 +349,15 @@ def _accepts(factory: Any, name: str) -> bool:
 
 
 def _describer_factory(describer: Any, describer_args: Mapping[str, Any] | None, device: str | None = None,
-                       progress: bool = True) -> tuple[Callable[[], Describer], Describer, dict]:
+                       progress: bool = True, seed: int = 0
+                       ) -> tuple[Callable[[int], Describer], Describer, dict]:
     """A maker of fresh describers (names are rebuilt per split and trial), the first one, and its args.
 
-    `progress=False` silences describers that draw their own bars; it is not recorded among the
-    args, because it cannot change a description.
+    `make(trial_seed)` hands the trial's seed (`--seed` + trial) to describers that take a `seed`
+    and were not given one explicitly; they seed their own generators, so without it every trial
+    would repeat the first. Neither that seed nor `progress=False` (which silences describers that
+    draw their own bars) is recorded among the args: the results carry `seed` and `trials`, and
+    progress cannot change a description.
     """
     args = dict(describer_args or {})
     quiet: dict[str, Any] = {}
@@ -363,9 +367,10 @@ def _describer_factory(describer: Any, describer_args: Mapping[str, Any] | None,
             args["device"] = str(device)  # --device reaches describers that run models, unless set explicitly
         if not progress and "progress" not in args and _accepts(factory, "progress"):
             quiet["progress"] = False
+        seeded = "seed" not in args and _accepts(factory, "seed")
 
-        def make() -> Describer:
-            return create_describer(describer, **args, **quiet)
+        def make(trial_seed: int) -> Describer:
+            return create_describer(describer, **args, **quiet, **({"seed": trial_seed} if seeded else {}))
     else:
         if args:
             raise MilanError("describer_args are only used with a describer name; build the instance with them")
@@ -373,9 +378,9 @@ def _describer_factory(describer: Any, describer_args: Mapping[str, Any] | None,
             if not hasattr(describer, attr):
                 raise MilanError(f"{describer!r} has no {attr!r}; see milannotations.Describer")
 
-        def make() -> Describer:
+        def make(trial_seed: int) -> Describer:
             return describer
-    return make, make(), args
+    return make, make(seed), args
 
 
 def evaluate(describer: str | Describer, *, benchmark: str = "synth", protocol: str = "within-network",
@@ -403,7 +408,7 @@ def evaluate(describer: str | Describer, *, benchmark: str = "synth", protocol: 
     splits = protocol_splits(benchmark, protocol, configs)
     dist, rank, world = _dist()
     show = progress and rank == 0
-    make, first, describer_args = _describer_factory(describer, describer_args, device, show)
+    make, first, describer_args = _describer_factory(describer, describer_args, device, show, seed)
     meta = first.meta
     name = getattr(meta, "name", None) or str(describer)
     trained_on = expand_configs(tuple(getattr(meta, "trained_on", ())))
@@ -442,7 +447,7 @@ def evaluate(describer: str | Describer, *, benchmark: str = "synth", protocol: 
                 shard = list(range(rank, len(sd.test_ids), world))
                 try:
                     _seed_everything(seed + trial)
-                    d, pending = (pending if pending is not None else make()), None
+                    d, pending = (pending if pending is not None else make(seed + trial)), None
                     t = time.perf_counter()
                     _fit(d, name, sd.train, split)
                     timing["fit_s"] += time.perf_counter() - t

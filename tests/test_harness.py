@@ -341,6 +341,22 @@ def test_trials_average_and_limit_is_seeded(corpus, tmp_path, constant_run):
     assert len(picks) > 1 and all(len(p) == 5 for p in picks)
 
 
+def test_describers_that_seed_themselves_get_each_trials_seed(corpus, tmp_path):
+    """random-unit seeds its own generator (seed=0 by default): the harness hands it seed + trial."""
+    def run(trials: int, seed: int) -> tuple[dict, list[list[str]]]:
+        out = tmp_path / f"t{trials}-s{seed}"
+        res = evaluate("random-unit", root=corpus, configs=[CONFIG], trials=trials, seed=seed, output=out,
+                       progress=False)
+        rows = read_descriptions(out / "descriptions.csv")
+        return res, [[r["description"] for r in rows if r["trial"] == t] for t in range(trials)]
+
+    res, texts = run(2, 5)
+    assert res["describer"]["args"] == {}  # the trial seed is results["seed"] + trial, not a describer arg
+    assert texts[0] != texts[1]  # two trials are two seeds, not the same run twice
+    assert run(1, 5)[1][0] == texts[0]  # trial 0 of --seed 5 is the --seed 5 run
+    assert run(1, 6)[1][0] == texts[1]  # and trial 1 is the --seed 6 run
+
+
 # --------------------------------------------------------------------------- torchrun-style sharding
 
 def _dist_worker(rank: int, world: int, init_file: str, root: str, out_dir: str) -> None:
