@@ -289,12 +289,12 @@ def normalized_scores(method: Mapping[str, dict], floor: Mapping[str, dict], cei
     out = {}
     for metric, m in method.items():
         f, c = floor[metric]["value"], ceiling[metric]["value"]
-        if normalized_value(m["value"], f, c) is None:
+        value = normalized_value(m["value"], f, c)
+        if value is None:
             out[metric] = {"value": None, "ci95": [None, None],
                            "signature": f"{m['signature']}|normalized:ceiling<=floor"}
             continue
-        out[metric] = {"value": normalized_value(m["value"], f, c),
-                       "ci95": [normalized_value(x, f, c) for x in m["ci95"]],
+        out[metric] = {"value": value, "ci95": [normalized_value(x, f, c) for x in m["ci95"]],
                        "signature": f"{m['signature']}|normalized"}
     return out
 
@@ -482,9 +482,9 @@ def evaluate(describer: str | Describer, *, benchmark: str = "synth", protocol: 
     if rank == 0:
         try:
             results = _score_and_write(
-                data, scorer_obj, name=name, meta=meta, trained_on=trained_on, benchmark=benchmark, protocol=protocol,
-                scorer=scorer, limit=limit, trials=trials, seed=seed, device=device, output=output,
-                describer_args=describer_args, batch_size=batch_size,
+                data, scorer_obj, name=name, meta=meta, trained_on=trained_on, benchmark=benchmark,
+                protocol=protocol, scorer=scorer, limit=limit, trials=trials, seed=seed, device=device,
+                output=output, describer_args=describer_args, batch_size=batch_size,
                 revision=revision_h.hexdigest(), timing=timing, t_start=t_start, world=world)
             outcome = ("ok", results)
         except MilanError as e:

@@ -37,8 +37,8 @@ def commands(describers: list[str], protocols: list[str], *, benchmark: str, sco
     out = []
     for name in describers:
         for protocol in protocols:
-            cmd = [*_script("milan-eval", "eval.cli"), "--describer", name, "--benchmark", benchmark, "--protocol", protocol,
-                   "--scorer", scorer, "--device", device, "--seed", str(seed), "--trials", str(trials),
+            cmd = [*_script("milan-eval", "eval.cli"), "--describer", name, "--benchmark", benchmark,
+                   "--protocol", protocol, "--scorer", scorer, "--device", device, "--seed", str(seed), "--trials", str(trials),
                    "--submit", "--no-progress"]
             if (name, protocol) in PAPER_ARGS:
                 cmd += ["--describer-args", PAPER_ARGS[name, protocol]]
