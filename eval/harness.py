@@ -108,6 +108,7 @@ class _SplitData:
     references: list[list[str]]
     revision: str
     descriptions: list[list[str]] = field(default_factory=list)  # per trial
+    fitted: list[dict] = field(default_factory=list)  # per trial: what the describer's fit decided
 
 
 def run_fingerprint(benchmark: str, protocol: str) -> "hashlib._Hash":
@@ -220,6 +221,13 @@ def _fit(describer: Describer, name: str, train: UnitSet, split: Split) -> None:
         raise MilanError(f"describer {name!r} could not fit on {split.name}: {e}") from e
     except Exception as e:  # noqa: BLE001
         raise MilanError(f"describer {name!r} raised {type(e).__name__}: {e} in fit on {split.name}") from e
+
+
+def _fit_record(describer: Describer) -> dict:
+    """A describer's account of what `fit` decided (e.g. MILAN's early-stopping epoch and the decoding
+    settings it chose on validation units), JSON-safe; {} for describers that keep none."""
+    record = getattr(describer, "fit_record", None)
+    return json.loads(json.dumps(record, default=repr)) if isinstance(record, dict) else {}
 
 
 # --------------------------------------------------------------------------- distribution
@@ -335,7 +343,32 @@ def environment(device: str, world: int = 1) -> dict:
         "git": _git_hash(),
         "device": dev,
         "world_size": world,
+        # What float results depend on beyond the code: the CPU's vector ISA (kernels differ by it),
+        # the thread counts and the math libraries' versions.
+        "cpu": _cpu_name(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+        "mkl": _torch_lib("mkl") if torch.backends.mkl.is_available() else "",
+        "onednn": _torch_lib("onednn"),
     }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _torch_lib(name: str) -> str:
+    """The version line torch reports for one of its math libraries ("" if absent)."""
+    info = torch.__config__.show()
+    key = {"mkl": "Math Kernel Library Version", "onednn": "MKL-DNN v"}[name]
+    line = next((x for x in info.splitlines() if key in x), "")
+    return line.strip().lstrip("- ")
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -451,6 +484,7 @@ def evaluate(describer: str | Describer, *, benchmark: str = "synth", protocol: 
                     t = time.perf_counter()
                     _fit(d, name, sd.train, split)
                     timing["fit_s"] += time.perf_counter() - t
+                    sd.fitted.append(_fit_record(d))
                     t = time.perf_counter()
                     texts = _describe(d, name, sd.test, sd.test_ids, shard, batch_size, show,
                                       f"{split.name} trial {trial}" if trials > 1 else split.name)
@@ -539,6 +573,7 @@ def _score_and_write(data: list[_SplitData], scorer_obj, *, name: str, meta, tra
             "revision": sd.revision,
             "metrics": method, "floors": floors, "floor": floor, "ceiling": ceiling,
             "normalized": normalized_scores(method, floor, ceiling),
+            **({"fitted": sd.fitted} if any(sd.fitted) else {}),
         })
         for trial, texts in enumerate(sd.descriptions):
             rows.extend({"unit_id": uid, "layer": layer, "unit": unit, "description": text,

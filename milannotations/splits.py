@@ -35,3 +35,15 @@ def sample_holdout(unit_ids: Iterable[str], fraction: float, seed: int) -> set[s
     ids = list(dict.fromkeys(unit_ids))
     n = min(len(ids) - 1, max(1, round(fraction * len(ids)))) if len(ids) > 1 else 0
     return set(sorted(ids, key=lambda u: _key(u, seed + 7919))[:n])
+
+
+def validation_split(train_ids: Iterable[str], fraction: float = 0.1, seed: int = 0) -> tuple[list[str], list[str]]:
+    """(fit ids, validation ids) drawn from a *training* split, both in their original order.
+
+    The one way a describer holds units out for early stopping or for choosing
+    a default: every tuned setting is chosen on these units, never on test
+    units or their truth. Seeded and order independent (`sample_holdout`).
+    """
+    ids = list(dict.fromkeys(train_ids))
+    held = sample_holdout(ids, fraction, seed) if fraction > 0 else set()
+    return [u for u in ids if u not in held], [u for u in ids if u in held]

@@ -12,11 +12,12 @@ import torch
 from baselines.milan.backbones import load_backbone
 from baselines.milan.checkpoint import load_checkpoint, save_checkpoint
 from baselines.milan.decoder import DecoderConfig, ShowAttendTell, attention_penalty
-from baselines.milan.decoding import _banned, beam_search, greedy, pmi_scores, rerank
+from baselines.milan.decoding import _banned, beam_search, greedy, lm_logp, pmi_scores, rerank
 from baselines.milan.encoder import PyramidEncoder, masked_pool, stack_features
 from baselines.milan.lm import LanguageModel, LMConfig
 from baselines.milan.model import MilanModel
 from baselines.milan.released import load_released
+from baselines.milan.selection import BEAMS, LAMS, select_decoding
 from baselines.milan.train import corpus_bleu
 from baselines.milan.vocab import Vocab, build_vocab, detokenize, tokenize
 from baselines.registry import create_describer
@@ -170,6 +171,91 @@ def test_rerank_with_lambda_zero_is_beam_best_and_lambda_moves_the_choice():
     lp = model.lm(inputs)[0].gather(-1, torch.tensor(ids).unsqueeze(-1)).sum()
     expected = cand.score - lam * float(lp.detach())
     assert pmi_scores([cand], model.lm, model.vocab, lam)[0] == pytest.approx(expected, abs=1e-4)
+
+
+def _original_lm_reduce(lm: LanguageModel, vocab: Vocab, ids: list[int], width: int) -> float:
+    """The original's sequence log-probability, re-typed from
+    evandez/neuron-descriptions@19c4d58f849d82be8ad23cd3bd47908a0eacd8ed:src/milan/lms.py,
+    `LanguageModel.forward(inputs, reduce=True)`: `inputs` is <start> then the beam's tokens, padded with
+    <stop> to `width` columns (AllenNLP keeps emitting the end token); mask index m scores inputs[m + 1];
+    for every <stop> at position j of `inputs`, masks[j + 1:] = 0, so the position after the first <stop>
+    still counts."""
+    tokens = (ids + [vocab.stop] * width)[:width]
+    inputs = torch.tensor([[vocab.start] + tokens])
+    with torch.no_grad():
+        lps = lm(inputs)
+    masks = torch.ones(1, inputs.shape[1] - 1)
+    for j in (inputs[0] == vocab.stop).nonzero().flatten().tolist():
+        masks[0, j + 1:] = 0
+    picked = lps[0, :-1].gather(-1, inputs[0, 1:].unsqueeze(-1)).squeeze(-1)
+    return float((picked * masks[0]).sum())
+
+
+def test_lm_logp_is_the_originals_rule_with_the_token_after_stop():
+    model = _tiny_model(4)
+    length = model.decoder.config.length
+    beams = beam_search(model.decoder, torch.randn(5, 4, 12), model.vocab, length, beam=6)
+    cands = [c for row in beams for c in row]
+    assert any(c.finished and len(c.ids) + 1 < length for c in cands)
+    ours = lm_logp(cands, model.lm, model.vocab, length)
+    for cand, value in zip(cands, ours):
+        ids = list(cand.ids) + ([model.vocab.stop] if cand.finished else [])
+        assert value == pytest.approx(_original_lm_reduce(model.lm, model.vocab, ids, length), abs=1e-5)
+    # without `length` the extra term is left out: p(d) of the words and one <stop> only
+    plain = lm_logp(cands, model.lm, model.vocab)
+    assert any(abs(a - b) > 1e-4 for a, b in zip(ours, plain))
+
+
+def test_select_decoding_is_the_grids_best_by_validation_bleu():
+    model = _tiny_model(5)
+    feats = torch.randn(6, 4, 12)
+    refs = [["red sky", "the red car"], ["blue car", "blue sky"], ["the sky"], ["red and blue"],
+            ["car"], ["the blue car"]]
+    beams, lams = (2, 4, 6), (0.05, 0.2, 0.6)
+    chosen = select_decoding(model, feats, refs, "rerank", beams=beams, lams=lams)
+    table = {(b, lam): corpus_bleu(model.describe(feats, strategy="rerank", beam=b, lam=lam), refs)
+             for b in beams for lam in lams}
+    assert chosen.score == pytest.approx(max(table.values()))
+    assert table[chosen.beam, chosen.lam] == pytest.approx(chosen.score)
+    assert chosen.n_validation == 6 and chosen.strategy == "rerank"
+    beam_only = select_decoding(model, feats, refs, "beam", beams=beams)
+    assert beam_only.lam == 0.0 and beam_only.score == pytest.approx(
+        max(corpus_bleu(model.describe(feats, strategy="beam", beam=b), refs) for b in beams))
+    assert BEAMS == tuple(range(5, 55, 5)) and LAMS[0] == 0.05 and LAMS[-1] == 0.75 and len(LAMS) == 15
+
+
+def test_fit_chooses_decoding_on_validation_units_and_records_it(tmp_path, monkeypatch):
+    import baselines.milan.describer as describer_mod
+    from milannotations.splits import validation_split
+
+    units = _colour_units(n_per=5, k=2)
+    seen = {}
+    real = describer_mod.select_decoding
+
+    def spy(model, features, references, strategy, **kw):
+        seen["n"], seen["refs"] = features.shape[0], references
+        return real(model, features, references, strategy, beams=(2, 3), lams=(0.1, 0.3))
+
+    monkeypatch.setattr(describer_mod, "select_decoding", spy)
+    args = dict(backbone="resnet18-random", epochs=2, hidden=16, embedding=8, batch_size=8,
+                cache=str(tmp_path / "cache"), progress=False, seed=0)
+    d = create_describer("milan", **args)
+    d.fit(units)
+    _, val = validation_split([u.unit_id for u in units], 0.1, 0)
+    by_id = {u.unit_id: list(u.annotations) for u in units}
+    assert seen["n"] == len(val) and seen["refs"] == [by_id[u] for u in val]
+    record = d.fit_record
+    assert (record["beam"], record["lam"]) == (d.beam, d.lam) == (record["selection"]["beam"],
+                                                                   record["selection"]["lam"])
+    assert d.beam in (2, 3) and d.lam in (0.1, 0.3)
+    # the choice travels with the checkpoint; an explicit beam or lam turns the search off
+    path = save_checkpoint(d.model, tmp_path / "ckpt")
+    again = create_describer("milan", checkpoint=str(path), cache=False, progress=False)
+    assert (again.beam, again.lam) == (d.beam, d.lam)
+    seen.clear()
+    fixed = create_describer("milan", beam=4, **args)
+    fixed.fit(units)
+    assert not seen and (fixed.beam, fixed.lam) == (4, 0.2) and fixed.fit_record["selection"] is None
 
 
 # ---------------------------------------------------------------------------------------------- training

@@ -114,28 +114,49 @@ def beam_search(decoder: ShowAttendTell, features: torch.Tensor, vocab: Vocab, l
     return out
 
 
-def pmi_scores(candidates: list[Candidate], lm: LanguageModel, vocab: Vocab, lam: float) -> list[float]:
-    """log p(d | E) - lam * log p(d) for each candidate; p(d) includes the final <stop>."""
+def lm_logp(candidates: list[Candidate], lm: LanguageModel, vocab: Vocab, length: int | None = None) -> list[float]:
+    """log p_LM(d) of each candidate, including the final <stop> of finished ones.
+
+    With `length` (the decoder's maximum), p(d) of a candidate that stopped
+    before the last step also includes one more <stop> after its first, as
+    the original does: its LM sums every position up to and including the one
+    after the first <stop> of the beam's <stop>-padded rows
+    (`evandez/neuron-descriptions@19c4d58f849d82be8ad23cd3bd47908a0eacd8ed:src/milan/lms.py`,
+    `LanguageModel.forward(reduce=True)`). The original's rows end where its
+    batch's longest beam ended, so whether the extra term exists depended on
+    the batch; here it is decided as if every search ran to `length`, so
+    batching still never changes a result.
+    """
     if not candidates:
         return []
-    width = max(len(cand.ids) for cand in candidates) + 1
-    targets = torch.full((len(candidates), width), vocab.pad, dtype=torch.long)
-    for i, cand in enumerate(candidates):
+    rows = []
+    for cand in candidates:
         ids = list(cand.ids) + ([vocab.stop] if cand.finished else [])
+        if cand.finished and length is not None and len(ids) < length:
+            ids.append(vocab.stop)
+        rows.append(ids)
+    targets = torch.full((len(candidates), max(len(r) for r in rows) or 1), vocab.pad, dtype=torch.long)
+    for i, ids in enumerate(rows):
         if ids:
             targets[i, : len(ids)] = torch.tensor(ids)
     lm.eval()
-    prior = lm.sequence_logp(targets.to(next(lm.parameters()).device), vocab.start, vocab.pad).cpu().tolist()
-    return [cand.score - lam * p for cand, p in zip(candidates, prior)]
+    return lm.sequence_logp(targets.to(next(lm.parameters()).device), vocab.start, vocab.pad).cpu().tolist()
 
 
-def rerank(beams: list[list[Candidate]], lm: LanguageModel, vocab: Vocab, lam: float) -> list[Candidate]:
+def pmi_scores(candidates: list[Candidate], lm: LanguageModel, vocab: Vocab, lam: float,
+               length: int | None = None) -> list[float]:
+    """log p(d | E) - lam * log p(d) for each candidate (p(d) as `lm_logp` computes it)."""
+    return [cand.score - lam * p for cand, p in zip(candidates, lm_logp(candidates, lm, vocab, length))]
+
+
+def rerank(beams: list[list[Candidate]], lm: LanguageModel, vocab: Vocab, lam: float,
+           length: int | None = None) -> list[Candidate]:
     """The paper's decoding: the beam's candidate with the highest PMI-weighted score, per unit.
 
     Ties keep beam order, so lam = 0 returns exactly the beam's best.
     """
     flat = [cand for cands in beams for cand in cands]
-    scores = pmi_scores(flat, lm, vocab, lam)
+    scores = pmi_scores(flat, lm, vocab, lam, length)
     best, i = [], 0
     for cands in beams:
         s = scores[i: i + len(cands)]

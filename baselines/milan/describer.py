@@ -1,8 +1,13 @@
 """`milan`: the describer of the paper behind the one describer contract.
 
-    d = create_describer("milan", strategy="rerank", beam=50, lam=0.2)
-    d.fit(train_units)           # encode exemplars, train LM and decoder
+    d = create_describer("milan", strategy="rerank")
+    d.fit(train_units)           # encode exemplars, train LM and decoder, choose beam and λ on validation units
     d.describe(test_units)       # -> list[str]
+
+`beam` and `lam` left unset are chosen after training on the decoder's
+validation units (a seeded tenth of the training units) over the original's
+sweep grid (`selection.py`); set either to fix both at the given value and the
+paper's value for the other.
 
 With `checkpoint=` pointing at a saved folder (or a released `.pth`) it
 describes without training, and `fit` keeps the checkpoint unless
@@ -26,10 +31,11 @@ from .decoding import STRATEGIES
 from .encoder import PyramidEncoder, stack_features
 from .lm import LMConfig
 from .model import MilanModel
-from .train import History, TrainConfig, fit_decoder, fit_lm
+from .selection import PAPER_BEAM, PAPER_LAM, Selection, select_decoding
+from .train import History, TrainConfig, fit_decoder, fit_lm, validation_units
 from .vocab import build_vocab
 
-VERSION = "1"
+VERSION = "2"  # 2: beam and λ chosen on validation units; the original's after-<stop> LM term
 CITATION = ("Hernandez, Schwettmann, Bau, Bagashvili, Torralba, Andreas. Natural Language Descriptions of "
             "Deep Visual Features. ICLR 2022. arXiv:2201.11114")
 
@@ -64,7 +70,8 @@ class _Sized:
 class MilanDescriber:
     """MILAN: Show-Attend-Tell over pyramid-pooled exemplar features, PMI-reranked beam search."""
 
-    def __init__(self, strategy: str = "rerank", beam: int = 50, lam: float = 0.2, backbone: str | None = None,
+    def __init__(self, strategy: str = "rerank", beam: int | None = None, lam: float | None = None,
+                 backbone: str | None = None,
                  checkpoint: str | None = None, save: str | None = None, retrain: bool = False,
                  epochs: int = 100, lm_epochs: int | None = None, patience: int = 4, seed: int = 0,
                  device: str = "cpu", backbone_weights: str | None = None, cache: bool | str = True,
@@ -73,13 +80,18 @@ class MilanDescriber:
                  clip_mix: float = 0.0) -> None:
         if strategy not in STRATEGIES:
             raise MilanError(f"milan: strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
-        if int(beam) < 1:
+        if beam is not None and int(beam) < 1:
             raise MilanError(f"milan: beam must be >= 1, not {beam}")
         if rerank not in ("pmi", "clip"):
             raise MilanError(f"milan: rerank must be pmi or clip, not {rerank!r}")
         if rerank == "clip" and strategy == "greedy":
             raise MilanError("milan: rerank=clip needs beam candidates; use strategy=beam or rerank")
-        self.strategy, self.beam, self.lam = strategy, int(beam), float(lam)
+        self.strategy = strategy
+        # None: chosen on validation units after fit (or read from the checkpoint); otherwise fixed.
+        self._fixed = beam is not None or lam is not None
+        self.beam = int(beam) if beam is not None else PAPER_BEAM
+        self.lam = float(lam) if lam is not None else PAPER_LAM
+        self.selection: Selection | None = None
         self.rerank, self.clip_mix = rerank, float(clip_mix)
         self._clip_spec = (clip_model, clip_pretrained)
         self._clip = None
@@ -93,6 +105,8 @@ class MilanDescriber:
         self.hidden, self.embedding = int(hidden), int(embedding)
         self.cache_dir = None if cache is False else (_default_cache() if cache is True else Path(str(cache)))
         self.model: MilanModel | None = load_checkpoint(checkpoint).to(device) if checkpoint else None
+        if self.model is not None:
+            self._adopt_selection(self.model.info.get("selection"))
         self._encoder: PyramidEncoder | None = None
         self.meta = self._meta()
 
@@ -100,6 +114,23 @@ class MilanDescriber:
         trained = self.model.trained_on if self.model is not None else ()
         return DescriberMeta(name="milan", version=VERSION, trained_on=tuple(trained), citation=CITATION,
                              reference="https://github.com/evandez/neuron-descriptions", reproducible=True)
+
+    def _adopt_selection(self, selection: dict | None) -> None:
+        """Decode with a recorded selection unless beam or λ were given explicitly."""
+        if selection and not self._fixed and selection.get("strategy") == self.strategy:
+            self.selection = Selection(**selection)
+            self.beam, self.lam = self.selection.beam, self.selection.lam
+
+    @property
+    def fit_record(self) -> dict:
+        """What `fit` decided, for results files: early-stopping epochs and the chosen decoding settings."""
+        if self.model is None:
+            return {}
+        history = self.model.info.get("history", {})
+        return {"decoder_epochs": history.get("decoder_epochs"), "best_epoch": history.get("best_epoch"),
+                "lm_epochs": history.get("lm_epochs"), "beam": self.beam,
+                "lam": self.lam if self.strategy == "rerank" else None,
+                "selection": self.selection.to_dict() if self.selection else None}
 
     # --- encoding -------------------------------------------------------------------------------
     def _backbone_for(self, units: Sequence[Exemplars]) -> str:
@@ -161,6 +192,13 @@ class MilanDescriber:
         enc = self._encoder
         self.model = MilanModel(vocab, decoder, lm, enc.backbone.name, enc.backbone.signature, trained_on,
                                 {"train": self.train_config.to_dict(), "history": history.to_dict()})
+        self.selection = None
+        if not self._fixed and self.strategy != "greedy" and self.rerank == "pmi":
+            val = validation_units(unit_ids, self.train_config)
+            if val:
+                chosen = select_decoding(self.model, features[val], [annotations[i] for i in val], self.strategy)
+                self.model.info["selection"] = chosen.to_dict()
+                self._adopt_selection(chosen.to_dict())
         self.meta = self._meta()
         if self.save_path:
             save_checkpoint(self.model, self.save_path)

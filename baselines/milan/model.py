@@ -44,7 +44,7 @@ class MilanModel:
             if strategy == "beam":
                 out.extend(b[0] for b in beams)
             else:
-                out.extend(rerank(beams, self.lm, self.vocab, lam))
+                out.extend(rerank(beams, self.lm, self.vocab, lam, length))
         return out
 
     def candidates(self, features: torch.Tensor, beam: int = 50, chunk: int = 32) -> list[list[Candidate]]:

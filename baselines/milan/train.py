@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from milannotations.splits import sample_holdout
+from milannotations.splits import validation_split
 
 from .decoder import DecoderConfig, ShowAttendTell, attention_penalty
 from .decoding import greedy
@@ -82,6 +82,13 @@ def _early_stop(patience: int, since_best: int) -> bool:
     return since_best > patience
 
 
+def validation_units(unit_ids: Sequence[str], config: TrainConfig) -> list[int]:
+    """Indices of the training units held out for validation (early stopping, decoding choices)."""
+    _, held = validation_split(unit_ids, config.holdout, config.seed)
+    index = {u: i for i, u in enumerate(unit_ids)}
+    return [index[u] for u in held]
+
+
 def fit_decoder(features: torch.Tensor, annotations: Sequence[Sequence[str]], unit_ids: Sequence[str],
                 vocab: Vocab, decoder_config: DecoderConfig, config: TrainConfig, history: History,
                 progress: bool = True, device: str = "cpu") -> ShowAttendTell:
@@ -89,9 +96,9 @@ def fit_decoder(features: torch.Tensor, annotations: Sequence[Sequence[str]], un
     torch.manual_seed(config.seed)
     decoder = ShowAttendTell(decoder_config).to(device)
     features = features.to(device)
-    held = sample_holdout(unit_ids, config.holdout, config.seed) if config.holdout > 0 else set()
-    train_units = [i for i, u in enumerate(unit_ids) if u not in held]
-    val_units = [i for i, u in enumerate(unit_ids) if u in held]
+    val_units = validation_units(unit_ids, config)
+    held = set(val_units)
+    train_units = [i for i in range(len(unit_ids)) if i not in held]
     length = decoder_config.length
     pairs = [(i, vocab.index(a, length)) for i in train_units for a in annotations[i]]
     if not pairs:
