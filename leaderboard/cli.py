@@ -1,6 +1,7 @@
 """`milan-leaderboard`: validate submissions (recomputing every score) and render the page.
 
     milan-leaderboard validate [PATH ...]      # default: every submission; exit 1 if any is refused
+    milan-leaderboard rescore [PATH ...]       # rewrite their numbers from descriptions.csv (metric changes)
     milan-leaderboard render [--submissions DIR] [--out DIR]
 """
 from __future__ import annotations
@@ -31,12 +32,12 @@ def _validate(args: argparse.Namespace) -> int:
         paths = expanded
     reports = validate_paths(paths, corpus_root=args.root, tolerance=args.tolerance,
                              embedding_tolerance=args.embedding_tolerance, recompute=not args.no_recompute,
-                             device=args.device)
+                             device=args.device, rescore=args.command == "rescore")
     refused = 0
     for rep in reports:
         for pr in rep.problems:
             print(str(pr), file=sys.stderr if pr.level == "error" else sys.stdout)
-        status = "ok" if rep.ok else "REFUSED"
+        status = ("rescored" if args.command == "rescore" else "ok") if rep.ok else "REFUSED"
         refused += not rep.ok
         print(f"{status}: {rep.name} ({rep.summary})")
     print(f"{len(reports) - refused} of {len(reports)} submissions valid")
@@ -55,10 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="milan-leaderboard", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     v = sub.add_parser("validate", help="check submissions and recompute every score from descriptions.csv")
-    v.add_argument("paths", nargs="*", help="submission folders (default: all under --submissions)")
-    v.add_argument("--submissions", default=None, help="submissions folder (default: leaderboard/submissions)")
-    v.add_argument("--root", default=None, help="corpus folder or Hub id the benchmark data is loaded from "
-                                                "(default: the milannotations cache)")
+    _submission_args(v)
     v.add_argument("--tolerance", type=float, default=1e-6,
                    help="largest accepted absolute difference between claimed and recomputed numbers "
                         "(values and interval bounds)")
@@ -67,13 +65,25 @@ def build_parser() -> argparse.ArgumentParser:
                         "last bits between machines and thread counts")
     v.add_argument("--no-recompute", action="store_true",
                    help="check structure, units and revision only; skip rescoring (not for CI)")
-    v.add_argument("--device", default="cpu")
     v.set_defaults(func=_validate)
+    rs = sub.add_parser("rescore", help="recompute every score from descriptions.csv and write it into "
+                                        "results.json (after a metric's definition changed)")
+    _submission_args(rs)
+    rs.set_defaults(func=_validate, tolerance=0.0, embedding_tolerance=0.0, no_recompute=False)
     r = sub.add_parser("render", help="write README.md and index.html from the submissions")
     r.add_argument("--submissions", default=None, help="submissions folder (default: leaderboard/submissions)")
     r.add_argument("--out", default=None, help="output folder (default: leaderboard/)")
     r.set_defaults(func=_render)
     return parser
+
+
+def _submission_args(v: argparse.ArgumentParser) -> None:
+    """Which submissions, and the data and device to recompute them with (validate and rescore)."""
+    v.add_argument("paths", nargs="*", help="submission folders (default: all under --submissions)")
+    v.add_argument("--submissions", default=None, help="submissions folder (default: leaderboard/submissions)")
+    v.add_argument("--root", default=None, help="corpus folder or Hub id the benchmark data is loaded from "
+                                                "(default: the milannotations cache)")
+    v.add_argument("--device", default="cpu")
 
 
 def main(argv: list[str] | None = None) -> int:

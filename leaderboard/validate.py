@@ -307,8 +307,14 @@ def _compare(rep: Report, split: str, section: str, claimed: Mapping, recomputed
 
 def validate_submission(path: str | Path, *, corpus_root: str | Path | None = None, tolerance: float = 1e-6,
                         embedding_tolerance: float = 1e-5, recompute: bool = True, device: str = "cpu",
-                        _ctx: _Context | None = None) -> Report:
-    """Every problem of one submission folder (see the module docstring for what is checked)."""
+                        rescore: bool = False, _ctx: _Context | None = None) -> Report:
+    """Every problem of one submission folder (see the module docstring for what is checked).
+
+    With `rescore`, the recomputed numbers replace the claimed ones instead of being compared with
+    them: every check but the comparison still runs, and results.json is rewritten (atomically, all
+    splits or none) only when they all pass. This is how submissions follow a change of a metric's
+    definition without rerunning their describers: the descriptions are the submission.
+    """
     from eval.harness import method_scores, normalized_scores
     from eval.results import read_descriptions, results_errors
 
@@ -380,6 +386,10 @@ def validate_submission(path: str | Path, *, corpus_root: str | Path | None = No
             rep.error(f"split {name!r}: cannot rescore: {e}")
             continue
         recomputed = {"metrics": method, "ceiling": side["ceiling"], "floor": side["floor"]}
+        if rescore:
+            claimed.update(recomputed, floors=side["floors"],
+                           normalized=normalized_scores(method, side["floor"], side["ceiling"]))
+            continue
         for section in SECTIONS:
             _compare(rep, name, section, claimed[section], recomputed[section], tolerance, embedding_tolerance)
         for fname, scores in side["floors"].items():
@@ -389,16 +399,23 @@ def validate_submission(path: str | Path, *, corpus_root: str | Path | None = No
         _compare(rep, name, "normalized", claimed["normalized"],
                  normalized_scores(claimed["metrics"], claimed["floor"], claimed["ceiling"]),
                  ARITHMETIC_TOLERANCE, 0.0, how="the claimed metric, floor and ceiling give")
+    if rescore and rep.ok:
+        import json
+
+        from milannotations.fsutil import atomic_write_text
+
+        atomic_write_text(path / RESULTS, json.dumps(r, indent=1, ensure_ascii=False) + "\n")
     return rep
 
 
 def validate_paths(paths: Sequence[str | Path], *, corpus_root: str | Path | None = None, tolerance: float = 1e-6,
-                   embedding_tolerance: float = 1e-5, recompute: bool = True, device: str = "cpu") -> list[Report]:
-    """Validate many submissions, sharing floors and ceilings between those on the same data."""
+                   embedding_tolerance: float = 1e-5, recompute: bool = True, device: str = "cpu",
+                   rescore: bool = False) -> list[Report]:
+    """Validate (or rescore) many submissions, sharing floors and ceilings between those on the same data."""
     ctx = _Context(corpus_root, device)
     return [validate_submission(p, corpus_root=corpus_root, tolerance=tolerance,
                                 embedding_tolerance=embedding_tolerance, recompute=recompute, device=device,
-                                _ctx=ctx) for p in paths]
+                                rescore=rescore, _ctx=ctx) for p in paths]
 
 
 __all__ = ["Problem", "Report", "validate_paths", "validate_submission"]

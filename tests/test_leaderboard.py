@@ -113,6 +113,28 @@ def test_raised_numbers_are_refused_naming_split_and_metric(board):
     assert any(f"split {names[2]!r}, normalized.rouge_l: claimed" in m for m in msgs), msgs
 
 
+def test_rescore_rewrites_only_the_numbers_and_then_validates(board, capsys):
+    from leaderboard.cli import main
+
+    path = _copy(board, "rescore")
+    original = json.loads((path / "results.json").read_text())
+    doc = json.loads(json.dumps(original))
+    doc["splits"][1]["metrics"]["bertscore_f1"]["value"] += 0.25  # as if the metric's definition had changed
+    doc["splits"][0]["floors"]["constant"]["bleu"]["ci95"][0] -= 1.0
+    doc["splits"][3]["normalized"]["rouge_l"]["value"] = None
+    (path / "results.json").write_text(json.dumps(doc))
+    assert not _validate(board, path).ok
+    assert main(["rescore", "--root", str(board["corpus"]), str(path)]) == 0
+    assert "rescored: constant/synth-within-network" in capsys.readouterr().out
+    assert json.loads((path / "results.json").read_text()) == original  # numbers back, the rest untouched
+    assert _validate(board, path).ok
+    # a submission that fails a check other than the numbers is not rewritten
+    _rewrite_csv(path, lambda rows: (rows[1:], None))
+    before = (path / "results.json").read_bytes()
+    assert main(["rescore", "--root", str(board["corpus"]), str(path)]) == 1
+    assert (path / "results.json").read_bytes() == before
+
+
 def test_wrong_n_units_is_one_error_per_split_whatever_the_trials(board):
     path = _copy(board, "n-units")
     doc = json.loads((path / "results.json").read_text())
