@@ -19,6 +19,7 @@ class ClipModel(Protocol):
     name: str
     image_size: int
     trained_on: tuple[str, ...]
+    # optional: `interpolation`, the resize filter its preprocessing uses for whole images (default bicubic)
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """B x 3 x S x S floats in [0, 1] -> B x D unit-norm embeddings."""
@@ -29,20 +30,35 @@ class ClipModel(Protocol):
         ...
 
 
+DEFAULT_ARCH = "ViT-B-16"  # CLIP-Dissect's default CLIP (its --clip_model ViT-B/16)
+
+
+def open_clip_arch(model: str) -> str:
+    """OpenAI's spelling of a CLIP (CLIP-Dissect's "ViT-B/16") -> open_clip's ("ViT-B-16")."""
+    return model.replace("/", "-")
+
+
+def open_clip_name(arch: str, pretrained: str | None) -> str:
+    """The signature an `OpenClip` will carry, known before (and without) loading its weights."""
+    return f"open_clip:{open_clip_arch(arch)}:{pretrained or 'random'}"
+
+
 @dataclass
 class OpenClip:
     """An open_clip architecture with weights from its cache, a local file, or none (random, tests only)."""
 
-    arch: str = "ViT-B-32"
+    arch: str = DEFAULT_ARCH
     pretrained: str | None = "openai"
     device: str = "cpu"
+    interpolation: str = "bicubic"  # what CLIP's own preprocessing resizes with
 
     def __post_init__(self) -> None:
         import open_clip
 
+        self.arch = open_clip_arch(self.arch)
         if self.arch not in open_clip.list_models():
             raise MilanError(f"unknown open_clip architecture {self.arch!r}")
-        self.name = f"open_clip:{self.arch}:{self.pretrained or 'random'}"
+        self.name = open_clip_name(self.arch, self.pretrained)
         self.trained_on = ()
         tag = self.pretrained
         path = Path(tag) if tag and tag not in ("none", "random") else None
@@ -116,6 +132,8 @@ _LOADED: dict[tuple[str, str, str], ClipModel] = {}
 def load_clip(model: str = "synth", pretrained: str | None = "openai", device: str = "cpu") -> ClipModel:
     """`synth` -> the synthetic world's CLIP (trained and cached on first use); else an open_clip arch.
 
+    Architecture names may use OpenAI's spelling too (`ViT-B/16` is open_clip's `ViT-B-16`).
+
     Loaded once per process: the model is frozen, and the harness builds a describer per split
     and trial. `pretrained=None` (`none` on the command line) builds random weights, for tests only.
     """
@@ -126,5 +144,5 @@ def load_clip(model: str = "synth", pretrained: str | None = "openai", device: s
 
             _LOADED[key] = load_synth_clip(device=device)
         else:
-            _LOADED[key] = OpenClip(arch=model, pretrained=pretrained, device=device)
+            _LOADED[key] = OpenClip(arch=open_clip_arch(model), pretrained=pretrained, device=device)
     return _LOADED[key]

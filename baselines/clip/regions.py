@@ -1,13 +1,35 @@
-"""Turn a unit's exemplars into the image regions a CLIP model looks at.
+"""Turn a unit's exemplars into the images a CLIP model looks at: two views.
 
-Annotators saw each exemplar with the active region at full brightness and
-the rest dimmed to 25%; we show CLIP the same, cropped to the (squared,
-padded) bounding box of the mask so the region fills the model's view.
+- `full_images`: the whole exemplar image, resized and centre-cropped the way
+  CLIP's own preprocessing does it (shorter side to the model's input size,
+  then the central square). This is what the original CLIP-Dissect shows
+  CLIP: whole probe images, with no idea where in them the unit fired.
+- `masked_regions`: the exemplar as annotators saw it, the active region at
+  full brightness and the rest dimmed to 25%, cropped to the (squared,
+  padded) bounding box of the mask so the region fills the model's view.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+
+def full_images(images: torch.Tensor, size: int, *, mode: str = "bicubic") -> torch.Tensor:
+    """k x 3 x H x W uint8 images -> k x 3 x size x size floats in [0, 1]: shorter side to size, centre crop.
+
+    `mode` is the model's resize filter: CLIP's preprocessing uses bicubic; the
+    synthetic CLIP was trained on bilinear resizes (its `interpolation`).
+    """
+    if images.shape[0] == 0:
+        raise ValueError("unit has no exemplar pixels (images not joined?)")
+    x = images.float() / 255.0
+    H, W = x.shape[-2:]
+    scale = size / min(H, W)
+    h, w = max(size, int(round(H * scale))), max(size, int(round(W * scale)))
+    if (h, w) != (H, W):
+        x = F.interpolate(x, size=(h, w), mode=mode, align_corners=False, antialias=True)
+    top, left = (h - size) // 2, (w - size) // 2
+    return x[:, :, top:top + size, left:left + size].clamp(0, 1)
 
 
 def masked_regions(images: torch.Tensor, masks: torch.Tensor, size: int, *, dim: float = 0.25,

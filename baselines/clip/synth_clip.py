@@ -120,11 +120,13 @@ _STD = torch.tensor([0.25, 0.25, 0.25]).view(1, 3, 1, 1)
 class SynthClip:
     """The trained model behind the `ClipModel` interface."""
 
+    interpolation = "bilinear"  # whole scenes were resized with it in training (`_pairs_of_scene`)
+
     def __init__(self, net: SynthClipNet, tokenizer: WordTokenizer, cfg: SynthClipConfig, device: str = "cpu"):
         self.net, self.tokenizer, self.cfg = net.eval().to(device), tokenizer, cfg
         self.device = device
         self.image_size = cfg.image_size
-        self.name = f"synth-clip-v{VERSION}-{cfg.key()}"
+        self.name = synth_clip_name(cfg)
         self.trained_on = ("synthetic scenes and captions (seed %d)" % cfg.world_seed,)
 
     @torch.no_grad()
@@ -135,6 +137,11 @@ class SynthClip:
     @torch.no_grad()
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
         return F.normalize(self.net.text(self.tokenizer(list(texts)).to(self.device)), dim=-1).cpu()
+
+
+def synth_clip_name(cfg: SynthClipConfig | None = None) -> str:
+    """The signature of the synthetic CLIP of a config, known before (and without) training or loading it."""
+    return f"synth-clip-v{VERSION}-{(cfg or SynthClipConfig()).key()}"
 
 
 def _pairs_of_scene(scene, rng: np.random.Generator, size: int) -> list[tuple[torch.Tensor, str]]:
@@ -208,7 +215,7 @@ def train_synth_clip(cfg: SynthClipConfig, progress: bool = True) -> SynthClip:
 
 
 def _cache_paths(cache_dir: Path, cfg: SynthClipConfig) -> tuple[Path, Path]:
-    stem = f"synth-clip-v{VERSION}-{cfg.key()}"
+    stem = synth_clip_name(cfg)
     return cache_dir / f"{stem}.safetensors", cache_dir / f"{stem}.json"
 
 
