@@ -252,10 +252,24 @@ def test_fit_chooses_decoding_on_validation_units_and_records_it(tmp_path, monke
     path = save_checkpoint(d.model, tmp_path / "ckpt")
     again = create_describer("milan", checkpoint=str(path), cache=False, progress=False)
     assert (again.beam, again.lam) == (d.beam, d.lam)
+    # a second describer with other decoding settings reuses the cached training: nothing is retrained
     seen.clear()
+
+    def no_training(*a, **k):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(describer_mod, "fit_decoder", no_training)
+    monkeypatch.setattr(describer_mod, "fit_lm", no_training)
     fixed = create_describer("milan", beam=4, **args)
     fixed.fit(units)
     assert not seen and (fixed.beam, fixed.lam) == (4, 0.2) and fixed.fit_record["selection"] is None
+    assert record["cached"] is False and fixed.fit_record["cached"] is True
+    for strategy in ("greedy", "beam"):
+        assert d.model.describe(d.encode(units), strategy=strategy, beam=4) == \
+            fixed.model.describe(fixed.encode(units), strategy=strategy, beam=4)
+    # another seed is another training
+    with pytest.raises(AssertionError, match="trained again"):
+        create_describer("milan", **{**args, "seed": 1}).fit(units)
 
 
 # ---------------------------------------------------------------------------------------------- training

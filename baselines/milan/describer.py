@@ -128,7 +128,8 @@ class MilanDescriber:
             return {}
         history = self.model.info.get("history", {})
         return {"decoder_epochs": history.get("decoder_epochs"), "best_epoch": history.get("best_epoch"),
-                "lm_epochs": history.get("lm_epochs"), "beam": self.beam,
+                "lm_epochs": history.get("lm_epochs"), "cached": self.model.info.get("cached", False),
+                "beam": self.beam,
                 "lam": self.lam if self.strategy == "rerank" else None,
                 "selection": self.selection.to_dict() if self.selection else None}
 
@@ -158,6 +159,28 @@ class MilanDescriber:
                              f"{enc.backbone.signature} is loaded; its features would not match")
         return stack_features(enc.encode_units(iter(units), progress=self.progress, total=len(units)))
 
+    def _trained_path(self, features: torch.Tensor, unit_ids: Sequence[str], annotations: Sequence[Sequence[str]],
+                      dcfg: DecoderConfig, lcfg: LMConfig, backbone_signature: str) -> Path | None:
+        """Where the weights trained on exactly these inputs are cached (None without a cache).
+
+        Training is deterministic given its inputs, so the key is everything it reads: the features'
+        bytes, unit ids, descriptions, sizes, training settings, backbone, device, torch version and
+        this module's version. Decoding settings are not in it: `strategy=greedy`, `rerank=clip` and
+        the PMI rerank of one seed share one training, which is what makes the board's variants cheap.
+        """
+        if self.cache_dir is None:
+            return None
+        import hashlib
+        import json
+
+        h = hashlib.sha256(json.dumps({
+            "version": VERSION, "torch": torch.__version__, "device": str(self.device),
+            "train": self.train_config.to_dict(), "decoder": dcfg.to_dict(), "lm": lcfg.to_dict(),
+            "backbone": backbone_signature, "units": list(unit_ids), "annotations": [list(a) for a in annotations],
+        }, sort_keys=True).encode())
+        h.update(features.detach().cpu().contiguous().numpy().tobytes())
+        return self.cache_dir / "trained" / h.hexdigest()[:32]
+
     # --- the contract -------------------------------------------------------------------------
     def fit(self, train: Sequence[AnnotatedExemplars]) -> None:
         """Train the LM and the decoder on the training units (skipped when a checkpoint is loaded)."""
@@ -182,16 +205,24 @@ class MilanDescriber:
         dcfg = DecoderConfig(vocab_size=len(vocab), feature_size=features.shape[-1],
                              embedding_size=self.embedding, hidden_size=self.hidden)
         lcfg = LMConfig(vocab_size=len(vocab), embedding_size=self.embedding, hidden_size=self.hidden)
-        history = History()
-        with torch.random.fork_rng(devices=[]):
-            lm = fit_lm(annotations, vocab, lcfg, dcfg.length, self.train_config, history, self.progress,
-                        self.device)
-            decoder = fit_decoder(features, annotations, unit_ids, vocab, dcfg,
-                                  self.train_config, history, self.progress, self.device)
-        trained_on = tuple(dict.fromkeys(c for _, c, _ in seen))
         enc = self._encoder
-        self.model = MilanModel(vocab, decoder, lm, enc.backbone.name, enc.backbone.signature, trained_on,
-                                {"train": self.train_config.to_dict(), "history": history.to_dict()})
+        trained_on = tuple(dict.fromkeys(c for _, c, _ in seen))
+        cached = self._trained_path(features, unit_ids, annotations, dcfg, lcfg, enc.backbone.signature)
+        if cached is not None and (cached / "config.json").is_file():
+            self.model = load_checkpoint(cached).to(self.device)
+            self.model.info["cached"] = True
+        else:
+            history = History()
+            with torch.random.fork_rng(devices=[]):
+                lm = fit_lm(annotations, vocab, lcfg, dcfg.length, self.train_config, history, self.progress,
+                            self.device)
+                decoder = fit_decoder(features, annotations, unit_ids, vocab, dcfg,
+                                      self.train_config, history, self.progress, self.device)
+            self.model = MilanModel(vocab, decoder, lm, enc.backbone.name, enc.backbone.signature, trained_on,
+                                    {"train": self.train_config.to_dict(), "history": history.to_dict()})
+            if cached is not None:
+                save_checkpoint(self.model, cached)
+            self.model.info["cached"] = False
         self.selection = None
         if not self._fixed and self.strategy != "greedy" and self.rerank == "pmi":
             val = validation_units(unit_ids, self.train_config)
