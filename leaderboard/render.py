@@ -223,7 +223,7 @@ def build_groups(subs: Sequence[Submission]) -> list[Group]:
     groups = sorted(by_key.values(), key=lambda g: (g.benchmark != "synth", g.benchmark, g.protocol,
                                                      g.scorer, g.revision))
     for g in groups:
-        g.entries.sort(key=lambda e: (-e.score, e.sub.describer.lower()))
+        g.entries.sort(key=lambda e: (-e.score, e.sub.label.lower()))
         for i, e in enumerate(g.entries, 1):
             e.rank = i
     return groups
@@ -260,7 +260,7 @@ def _md_group(g: Group) -> list[str]:
         for s in g.splits:
             v, ci = per.get(s, (None, None))
             split_cells.append(f"{fmt(v)} {md_escape(fmt_ci(ci))}".strip())
-        name = md_escape(e.sub.describer)
+        name = md_escape(e.sub.label)
         link = _safe_link(str(e.sub.meta.get("link", "")))
         if link:
             name = f"[{name}](<{link}>)"
@@ -386,7 +386,7 @@ def _td(value: float | None, ci: Sequence[float] | None = None, bold: bool = Fal
 
 def _svg_plot(g: Group) -> str:
     """Each describer as a dot on the normalized scale, between floor (0) and ceiling (1)."""
-    pts = [(e.sub.describer, e.norm.get(HEADLINE),
+    pts = [(e.sub.label, e.norm.get(HEADLINE),
             [ci for _, _, ci in e.per_split if ci]) for e in g.entries]
     vals = [v for _, v, _ in pts if v is not None] + [x for *_, cis in pts for ci in cis for x in ci]
     lo, hi = min([0.0, *vals]) - 0.05, max([1.0, *vals]) + 0.05
@@ -448,7 +448,7 @@ def _html_group(g: Group) -> str:
     for e in g.entries:
         per = {s: (v, ci) for s, v, ci in e.per_split}
         link = _safe_link(str(e.sub.meta.get("link", "")))
-        name = h(e.sub.describer)
+        name = h(e.sub.label)
         if link:
             name = f'<a href="{h(link)}" rel="nofollow noopener">{name}</a>'
         if e.sub.note:
@@ -457,7 +457,7 @@ def _html_group(g: Group) -> str:
         if authors:
             name += f'<br><span class="ci">{h(authors)}</span>'
         held = "yes" if e.held_out else f'<span class="badge">no</span> {h(", ".join(e.not_held_out_splits))}'
-        out.append(f'<tr class="describer" data-describer="{h(e.sub.describer)}">'
+        out.append(f'<tr class="describer" data-describer="{h(e.sub.label)}">'
                    f'<td data-v="{e.rank}">{e.rank}</td><td class="text">{name}</td>'
                    f'<td class="text">{h(e.sub.meta.get("version", ""))}</td><td class="text">{held}</td>'
                    + _td(e.norm.get(HEADLINE), bold=True)
@@ -473,7 +473,7 @@ def _html_group(g: Group) -> str:
     out.append("<h3>Sample descriptions</h3>")
     for e in g.entries:
         items = "".join(f'<li><code>{h(u)}</code>: <span class="description">{h(d)}</span></li>' for u, d in e.samples)
-        out.append(f'<details><summary>{h(e.sub.describer)}</summary><ul>{items}</ul></details>')
+        out.append(f'<details><summary>{h(e.sub.label)}</summary><ul>{items}</ul></details>')
     if g.benchmark == "milannotations":
         out.append(_html_reported(g.protocol))
     out.append("</section>")

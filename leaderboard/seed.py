@@ -1,6 +1,6 @@
 """Seed the leaderboard: run `milan-eval --submit` for every built-in describer, then validate and render.
 
-    python -m leaderboard.seed                         # synth benchmark, within-network, all built-ins
+    python -m leaderboard.seed                         # synth benchmark: every BOARD entry on every protocol
     python -m leaderboard.seed --protocols within-network across-domain --describers constant milan
     python -m leaderboard.seed --dry-run               # print the commands only
 
@@ -17,7 +17,9 @@ import shlex
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 
 def _script(name: str, module: str) -> list[str]:
@@ -26,22 +28,51 @@ def _script(name: str, module: str) -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", module]
 
 
+@dataclass(frozen=True)
+class BoardEntry:
+    """One row of the board: a built-in describer with the arguments that make it this variant."""
+
+    describer: str
+    args: str = ""  # --describer-args, e.g. "segmenter=synth"
+
+    def args_for(self, protocol: str) -> str:
+        """This entry's arguments plus the paper's settings for `protocol` (`PAPER_ARGS`)."""
+        extra = PAPER_ARGS.get((self.describer, protocol), "")
+        return ",".join(a for a in (self.args, extra) if a)
+
+
+#: Every built-in describer the board shows, in the variants the benchmark compares: MILAN as the
+#: paper decodes it, its no-PMI ablation and MILAN+CLIP; the dissection baselines with the trained
+#: synthetic segmenter and, as upper bounds, with the oracle's true masks; CLIP-Dissect; the floors.
+BOARD: tuple[BoardEntry, ...] = (
+    BoardEntry("constant"), BoardEntry("random-unit"),
+    BoardEntry("milan"), BoardEntry("milan", "strategy=greedy"), BoardEntry("milan", "rerank=clip"),
+    BoardEntry("netdissect", "segmenter=synth"), BoardEntry("compexp", "segmenter=synth"),
+    BoardEntry("netdissect", "segmenter=oracle"), BoardEntry("compexp", "segmenter=oracle"),
+    BoardEntry("clip-dissect"),
+)
+#: Every protocol of the synthetic benchmark.
+PROTOCOLS = ("within-network", "across-family", "across-domain", "leave-one-out")
 #: Describer arguments the paper used for a protocol; every other entry runs with the describer's
 #: defaults. MILAN's within-network runs stop early with patience 10 instead of 4 (milan-method.md §6).
 PAPER_ARGS: dict[tuple[str, str], str] = {("milan", "within-network"): "patience=10"}
+#: Trials per protocol: the paper's 5 for within-network (each retrains a learned describer with
+#: another seed, so the board shows their spread), 1 elsewhere.
+TRIALS: dict[str, int] = {"within-network": 5}
 
 
-def commands(describers: list[str], protocols: list[str], *, benchmark: str, scorer: str, device: str,
-             root: str | None, seed: int, trials: int) -> list[list[str]]:
-    """One `milan-eval ... --submit` command per describer and protocol."""
+def commands(entries: Sequence[BoardEntry], protocols: Sequence[str], *, benchmark: str, scorer: str,
+             device: str, root: str | None, seed: int, trials: int | None) -> list[list[str]]:
+    """One `milan-eval ... --submit` command per board entry and protocol."""
     out = []
-    for name in describers:
+    for entry in entries:
         for protocol in protocols:
-            cmd = [*_script("milan-eval", "eval.cli"), "--describer", name, "--benchmark", benchmark,
-                   "--protocol", protocol, "--scorer", scorer, "--device", device, "--seed", str(seed), "--trials", str(trials),
-                   "--submit", "--no-progress"]
-            if (name, protocol) in PAPER_ARGS:
-                cmd += ["--describer-args", PAPER_ARGS[name, protocol]]
+            n = trials if trials is not None else TRIALS.get(protocol, 1)
+            cmd = [*_script("milan-eval", "eval.cli"), "--describer", entry.describer, "--benchmark", benchmark,
+                   "--protocol", protocol, "--scorer", scorer, "--device", device, "--seed", str(seed),
+                   "--trials", str(n), "--submit", "--no-progress"]
+            if entry.args_for(protocol):
+                cmd += ["--describer-args", entry.args_for(protocol)]
             if root:
                 cmd += ["--root", root]
             out.append(cmd)
@@ -51,14 +82,14 @@ def commands(describers: list[str], protocols: list[str], *, benchmark: str, sco
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m leaderboard.seed", description=__doc__.splitlines()[0])
     p.add_argument("--describers", nargs="+", default=None,
-                   help="registry names (default: every built-in describer)")
-    p.add_argument("--protocols", nargs="+", default=["within-network"])
+                   help="registry names: only the board entries of these describers (default: all of BOARD)")
+    p.add_argument("--protocols", nargs="+", default=list(PROTOCOLS))
     p.add_argument("--benchmark", default="synth", choices=("synth", "milannotations"))
     p.add_argument("--scorer", default="offline", choices=("offline", "paper"))
     p.add_argument("--device", default="cpu")
     p.add_argument("--root", default=None, help="built corpus folder (default: the cache)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--trials", type=int, default=1)
+    p.add_argument("--trials", type=int, default=None, help="trials for every protocol (default: TRIALS)")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     p.add_argument("--no-render", action="store_true", help="skip validation and rendering afterwards")
     return p
@@ -66,11 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.describers is None:
-        from baselines.registry import available_describers
-
-        args.describers = available_describers()
-    cmds = commands(args.describers, args.protocols, benchmark=args.benchmark, scorer=args.scorer,
+    entries = [e for e in BOARD if args.describers is None or e.describer in args.describers]
+    unknown = sorted(set(args.describers or ()) - {e.describer for e in BOARD})
+    if unknown:
+        print(f"python -m leaderboard.seed: no board entry for {', '.join(unknown)}; the board has "
+              f"{', '.join(dict.fromkeys(e.describer for e in BOARD))}", file=sys.stderr)
+        return 2
+    cmds = commands(entries, args.protocols, benchmark=args.benchmark, scorer=args.scorer,
                     device=args.device, root=args.root, seed=args.seed, trials=args.trials)
     failed = []
     for cmd in cmds:

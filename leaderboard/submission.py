@@ -45,10 +45,23 @@ def slug(name: str) -> str:
     return s
 
 
-def submission_dir(describer: str, benchmark: str, protocol: str, root: str | Path | None = None) -> Path:
-    """`<root>/<describer>/<benchmark>-<protocol>`, every part sanitised."""
+#: Describer arguments that cannot change a description, so they do not make a variant.
+_NOT_VARIANT = frozenset({"device", "progress"})
+
+
+def variant(results: Mapping[str, Any]) -> str:
+    """The describer arguments that make this run a variant of its describer ("strategy=greedy"), sorted;
+    "" for the defaults. Two runs of one describer with other arguments are two board entries."""
+    args = (results.get("describer") or {}).get("args") or {}
+    return ", ".join(f"{k}={args[k]}" for k in sorted(args) if k not in _NOT_VARIANT)
+
+
+def submission_dir(describer: str, benchmark: str, protocol: str, root: str | Path | None = None,
+                   variant: str = "") -> Path:
+    """`<root>/<describer>[+<variant>]/<benchmark>-<protocol>`, every part sanitised."""
     base = Path(root) if root is not None else SUBMISSIONS_ROOT
-    return base / slug(describer) / f"{slug(benchmark)}-{slug(protocol)}"
+    name = describer + ("+" + variant.replace(", ", "+").replace("=", "-") if variant else "")
+    return base / slug(name) / f"{slug(benchmark)}-{slug(protocol)}"
 
 
 @dataclass(frozen=True)
@@ -67,6 +80,12 @@ class Submission:
     @property
     def describer(self) -> str:
         return str(self.meta.get("name") or (self.results.get("describer") or {}).get("name") or "?")
+
+    @property
+    def label(self) -> str:
+        """How the board names it: the describer, and its arguments when they are not the defaults."""
+        v = variant(self.results)
+        return f"{self.describer} ({v})" if v else self.describer
 
     @property
     def note(self) -> str:
@@ -168,7 +187,7 @@ def write_submission(source: str | Path | Mapping[str, Any], *, descriptions: st
     name = (results.get("describer") or {}).get("name")
     if not name:
         raise MilanError("results have no describer name")
-    dest = submission_dir(name, results["benchmark"], results["protocol"], root)
+    dest = submission_dir(name, results["benchmark"], results["protocol"], root, variant(results))
     if dest.exists() and not overwrite:
         raise MilanError(f"submission {dest} already exists; pass overwrite=True to replace it")
     meta = make_meta(results, authors=authors, link=link)

@@ -262,17 +262,39 @@ def test_page_renders_in_headless_chromium(board, tmp_path):
     assert re.search(r'<section class="group" id="paper-reported" hidden="">', dom)
 
 
-def test_seed_runs_milan_eval_submit_for_every_builtin(capsys):
+def test_seed_runs_milan_eval_submit_for_every_board_entry_and_protocol(capsys):
     from baselines.registry import available_describers
-    from leaderboard.seed import main
+    from eval.protocols import protocols
+    from leaderboard.seed import BOARD, PROTOCOLS, main
 
+    assert set(PROTOCOLS) == set(protocols("synth"))
+    assert {e.describer for e in BOARD} == set(available_describers())  # every built-in is on the board
     assert main(["--dry-run"]) == 0
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("$ ")]
-    assert len(lines) == len(available_describers()) and "constant" in available_describers()
-    for name, line in zip(available_describers(), lines):
-        assert f"--describer {name} --benchmark synth --protocol within-network" in line and "--submit" in line
-        # MILAN gets the paper's within-network patience; every other describer its defaults
-        assert ("--describer-args patience=10" in line) == (name == "milan")
+    assert len(lines) == len(BOARD) * len(PROTOCOLS)
+    pairs = [(e, p) for e in BOARD for p in PROTOCOLS]
+    for (entry, protocol), line in zip(pairs, lines):
+        assert f"--describer {entry.describer} --benchmark synth --protocol {protocol} " in line
+        assert "--submit" in line and f"--trials {5 if protocol == 'within-network' else 1}" in line
+        # MILAN gets the paper's within-network patience on top of its variant's arguments
+        args = ",".join(a for a in (entry.args, "patience=10" if (entry.describer, protocol) ==
+                                    ("milan", "within-network") else "") if a)
+        assert (f"--describer-args {args}" in line) if args else "--describer-args" not in line
+    assert main(["--dry-run", "--describers", "nope"]) == 2
+
+
+def test_variants_of_one_describer_are_separate_submissions(board, tmp_path):
+    from leaderboard.submission import load_submission, variant, write_submission
+
+    doc = json.loads((board["constant"] / "results.json").read_text())
+    doc["describer"]["args"] = {"segmenter": "synth", "device": "cpu", "top": 2}
+    assert variant(doc) == "segmenter=synth, top=2"  # device cannot change a description
+    dest = write_submission(doc, descriptions=board["constant"] / "descriptions.csv", root=tmp_path)
+    assert dest.relative_to(tmp_path).as_posix() == "constant+segmenter-synth+top-2/synth-within-network"
+    assert load_submission(dest).label == "constant (segmenter=synth, top=2)"
+    doc["describer"]["args"] = {"device": "cpu"}
+    plain = write_submission(doc, descriptions=board["constant"] / "descriptions.csv", root=tmp_path)
+    assert plain.parent.name == "constant" and load_submission(plain).label == "constant"
 
 
 def test_seed_does_not_render_when_validation_fails(monkeypatch, capsys):
@@ -287,7 +309,7 @@ def test_seed_does_not_render_when_validation_fails(monkeypatch, capsys):
         return subprocess.CompletedProcess(cmd, 1 if "validate" in cmd else 0)
 
     monkeypatch.setattr(seed.subprocess, "run", fake_run)
-    assert seed.main(["--describers", "constant"]) == 1
+    assert seed.main(["--describers", "constant", "--protocols", "within-network"]) == 1
     assert [cmd[-1] if "validate" in cmd else cmd[cmd.index("--describer") + 1] for cmd in ran] == \
         ["constant", "validate"]  # no render after a failed validation
     assert "not rendered" in capsys.readouterr().err
