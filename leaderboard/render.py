@@ -114,6 +114,13 @@ class Entry:
     not_held_out_splits: list[str]
     samples: list[tuple[str, str]]
     rank: int = 0
+    trials: int = 1
+    spread: float | None = None  # sample SD over trials of the normalized headline (mean over splits)
+
+    @property
+    def spread_text(self) -> str:
+        """"± sd over N trials" where the run had several (learned describers retrained per seed)."""
+        return f"± {fmt(self.spread)} over {self.trials} trials" if self.spread is not None else ""
 
     @property
     def score(self) -> float:
@@ -171,6 +178,26 @@ def _trained_on_overlap(trained_on: Sequence[str], test_configs: Sequence[str]) 
     return bool(expand_configs(trained_on) & expand_configs(test_configs))
 
 
+def _trial_spread(splits: Sequence[dict]) -> tuple[int, float | None]:
+    """(trials, SD over trials of the headline normalized score averaged over splits); (1, None) for one.
+
+    Each trial's normalized value is its raw value through the split's floor and ceiling, the rule
+    the harness applies to the mean, so the spread is on the scale the board ranks by."""
+    per_split = []
+    for s in splits:
+        tv = ((s.get("metrics") or {}).get(HEADLINE) or {}).get("trial_values")
+        if not isinstance(tv, list) or len(tv) < 2:
+            return 1, None
+        floor, ceil = _value(s.get("floor"), HEADLINE), _value(s.get("ceiling"), HEADLINE)
+        per_split.append([_normalize(v, floor, ceil) for v in tv])
+    n = len(per_split[0]) if per_split else 0
+    if n < 2 or any(len(t) != n or None in t for t in per_split):
+        return max(n, 1), None
+    means = [sum(t[i] for t in per_split) / len(per_split) for i in range(n)]
+    mu = sum(means) / n
+    return n, math.sqrt(sum((m - mu) ** 2 for m in means) / (n - 1))
+
+
 def _entry(sub: Submission) -> Entry:
     splits = [s for s in sub.results.get("splits") or [] if isinstance(s, dict)]
     trained_on = list(sub.meta.get("trained_on") or (sub.results.get("describer") or {}).get("trained_on") or [])
@@ -180,7 +207,9 @@ def _entry(sub: Submission) -> Entry:
                  for s in splits]
     bad = [str(s.get("name", "?")) for s in splits
            if s.get("held_out") is False or _trained_on_overlap(trained_on, s.get("test") or [])]
-    return Entry(sub, norm, raw, per_split, not bad, bad, _samples(sub.path / DESCRIPTIONS))
+    trials, spread = _trial_spread(splits)
+    return Entry(sub, norm, raw, per_split, not bad, bad, _samples(sub.path / DESCRIPTIONS), trials=trials,
+                 spread=spread)
 
 
 def _refs(sub: Submission) -> list[RefRow]:
@@ -268,7 +297,7 @@ def _md_group(g: Group) -> list[str]:
             name += f" ({md_escape(e.sub.note)})"
         held = "yes" if e.held_out else f"**no** ({md_escape(', '.join(e.not_held_out_splits))})"
         lines.append(_md_row([str(e.rank), name, md_escape(e.sub.meta.get("version", "")), held,
-                              f"**{fmt(e.norm.get(HEADLINE))}**", *split_cells,
+                              f"**{fmt(e.norm.get(HEADLINE))}** {e.spread_text}".strip(), *split_cells,
                               *[fmt(e.raw.get(m)) for m in METRICS]]))
     for r in g.refs:
         lines.append(_md_row(["", f"*{md_escape(r.label)}*", "", "", fmt(r.norm.get(HEADLINE)),
@@ -374,13 +403,15 @@ _JS = r"""
 """
 
 
-def _td(value: float | None, ci: Sequence[float] | None = None, bold: bool = False) -> str:
+def _td(value: float | None, ci: Sequence[float] | None = None, bold: bool = False, note: str = "") -> str:
     v = "" if value is None else repr(float(value))
     text = fmt(value)
     if bold:
         text = f"<strong>{text}</strong>"
     if ci:
         text += f' <span class="ci">{h(fmt_ci(ci))}</span>'
+    if note:
+        text += f'<br><span class="ci">{h(note)}</span>'
     return f'<td data-v="{h(v)}">{text}</td>'
 
 
@@ -460,7 +491,7 @@ def _html_group(g: Group) -> str:
         out.append(f'<tr class="describer" data-describer="{h(e.sub.label)}">'
                    f'<td data-v="{e.rank}">{e.rank}</td><td class="text">{name}</td>'
                    f'<td class="text">{h(e.sub.meta.get("version", ""))}</td><td class="text">{held}</td>'
-                   + _td(e.norm.get(HEADLINE), bold=True)
+                   + _td(e.norm.get(HEADLINE), bold=True, note=e.spread_text)
                    + "".join(_td(*per.get(s, (None, None))) for s in g.splits)
                    + "".join(_td(e.raw.get(m)) for m in METRICS) + "</tr>")
     out.append('</tbody><tbody class="reference">')

@@ -329,3 +329,19 @@ def test_page_sorts_rows_by_a_column(board, tmp_path):
         assert len(scores) == 2 and scores[0] != scores[1]
         assert scores == sorted(scores, reverse=direction == "desc")
         assert re.search(rf'<th class="sorted-{direction}">normalized', section)
+
+
+def test_trial_spread_is_the_sd_of_each_trials_normalized_mean_over_splits():
+    import statistics
+
+    from leaderboard.render import _trial_spread
+
+    def split(tv, floor, ceil):
+        return {"metrics": {"bertscore_f1": {"value": sum(tv) / len(tv), "trial_values": tv}},
+                "floor": {"bertscore_f1": {"value": floor}}, "ceiling": {"bertscore_f1": {"value": ceil}}}
+
+    splits = [split([0.5, 0.6, 0.7], 0.3, 0.8), split([0.4, 0.4, 0.6], 0.2, 0.6)]
+    per_trial = [((a - 0.3) / 0.5 + (b - 0.2) / 0.4) / 2 for a, b in zip([0.5, 0.6, 0.7], [0.4, 0.4, 0.6])]
+    n, sd = _trial_spread(splits)
+    assert n == 3 and sd == pytest.approx(statistics.stdev(per_trial))
+    assert _trial_spread([{"metrics": {"bertscore_f1": {"value": 0.5}}}]) == (1, None)  # one trial: no spread
