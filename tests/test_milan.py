@@ -441,3 +441,26 @@ def test_rerank_clip_picks_the_beam_candidate_clip_prefers(trained):
         assert text in texts and text.count("e") == max(t.count("e") for t in texts)
     with pytest.raises(MilanError, match="rerank=clip needs beam"):
         create_describer("milan", rerank="clip", strategy="greedy")
+
+
+def test_same_seed_same_descriptions_whatever_the_cache_state_and_threads(tmp_path):
+    """What could differ between two machines of one kind: a cold or a partly warm feature cache (so
+    other batch compositions in the backbone) and the thread count. None of it may change a description."""
+    units = _colour_units(n_per=4, k=2)
+    args = dict(backbone="resnet18-random", epochs=3, hidden=16, embedding=8, batch_size=8, progress=False,
+                seed=3, beam=3)
+    cold = create_describer("milan", cache=str(tmp_path / "cold"), **args)
+    cold.fit(units)
+    reference = cold.describe(units)
+    # warm a second cache with every third unit alone, so the rest are encoded in other batches
+    warm_dir = tmp_path / "warm"
+    warm = create_describer("milan", cache=str(warm_dir), **args)
+    warm.encode(units[::3])
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        warm.fit(units)
+        assert warm.fit_record["cached"] is False  # trained, not read back from the first cache
+        assert warm.describe(units) == reference
+    finally:
+        torch.set_num_threads(threads)
