@@ -3,13 +3,16 @@
 A unit is explained by the formula over concept masks, built from up to
 `max_length` concepts with AND, OR and AND NOT, whose mask has the highest
 pooled IoU with the unit's exemplar masks. Formulas are left-deep, as in
-the paper: ((a op b) op c). The search is a beam search: start from the
-`beam_size` best single concepts; at each step extend every formula in the
-beam by every (operator, concept) pair not already in it, and keep the
-`beam_size` best formulas seen so far. Each extension step is vectorised:
-for a formula mask F, the intersections and sizes of F AND c, F OR c and
-F AND NOT c with the unit mask follow, for every concept c at once, from
-two matrix-vector products (`_extend`).
+the paper: ((a op b) op c). The search is the original's beam search
+(jayelm/compexp, `NeuronOperator.compute_best_iou`), reproduced step for
+step (`beam_search`): start from the `beam_size` best single concepts; at
+each step extend every formula in the beam by every (concept, operator)
+pair and keep the `beam_size` best of the old beam and the new formulas,
+ties going to the earlier one. Each extension step is vectorised: for a
+formula mask F, the intersections and sizes of F AND c, F OR c and F AND
+NOT c with the unit mask follow, for every concept c at once, from two
+matrix-vector products (`_extend`). All arithmetic is float64 on integer
+pixel counts, so scores are exact and ties are real ties.
 
 Text: `text="formula"` gives the formula as the MILAN paper scored it
 (lowercase, no parentheses, logical words kept: "red and circle and not
@@ -30,7 +33,7 @@ from tqdm.auto import tqdm
 from milannotations.contract import AnnotatedExemplars, DescriberMeta, Exemplars
 from milannotations.errors import MilanError
 
-from .dissect import UnitConcepts, unit_concepts
+from .dissect import UnitConcepts, ranking_iou, unit_concepts
 from .netdissect import NETDISSECT_CITATION, segmenter_reference
 from .registry import register_describer
 from .segmenters import MODIFIER_CATEGORIES, Segmenter, create_segmenter
@@ -108,17 +111,13 @@ class Explanation:
     text: str
 
 
-def _iou(inter: torch.Tensor, size: torch.Tensor, unit_area: float) -> torch.Tensor:
-    union = size + unit_area - inter
-    return torch.where(union > 0, inter / union.clamp_min(1e-9), torch.zeros_like(union))
-
-
 def _extend(fmask: torch.Tensor, f_inter: float, f_size: float, M: torch.Tensor, uw: torch.Tensor,
             w: torch.Tensor, Mu: torch.Tensor, area: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Intersection with the unit and size of `F op c` for every concept c and op, from two products.
 
-    M: C x S concept masks (float); uw: the unit mask times the pixel
+    M: C x S concept masks (float64); uw: the unit mask times the pixel
     weights; w: pixel weights; Mu = M @ uw and area = M @ w precomputed.
+    Pixel weights are counts, so every value is an exact integer in float64.
     """
     f = fmask.to(M.dtype)
     a = M @ (f * uw)  # |F & c & u|
@@ -130,76 +129,100 @@ def _extend(fmask: torch.Tensor, f_inter: float, f_size: float, M: torch.Tensor,
     }
 
 
+#: The order in which the original tries operators on each (formula, concept); ties keep it.
+SEARCH_ORDER = ("or", "and", "and not")
+
+
+def original_length(formula: Formula) -> int:
+    """The formula's length as jayelm/compexp counts it for its complexity penalty: leaves plus NOT nodes."""
+    return len(formula) + sum(op == "and not" for op, _ in formula.terms)
+
+
+@dataclass
+class _Entry:
+    formula: Formula
+    score: float  # what the beam is ranked by: penalty factor x inter / (union + 1e-10)
+    mask: torch.Tensor  # bool S
+    inter: float
+    size: float
+
+
 def beam_search(uc: UnitConcepts, *, max_length: int = 3, beam_size: int = 5,
                 ops: Sequence[str] = OPS, length_penalty: float = 0.0) -> list[tuple[Formula, float]]:
-    """Best formulas for one unit with their IoU, best first, over the unit's present concepts.
+    """Best formulas for one unit with their IoU, best first: jayelm/compexp's beam search, step for step.
 
-    Formulas are ranked by IoU x (1 - length_penalty)^(length - 1), then
-    shorter first. With `length_penalty=0` this is the paper's pure IoU
-    search; a small penalty keeps an extra term only when it pays for
-    itself, so noise-level gains ("... and not outline of circle") do not
-    turn a clean concept into a longer formula.
-    Formula concept indices refer to rows of `uc.masks`; map them with
-    `Formula.map(uc.index)`. Returns at most `beam_size` formulas.
+    The beam starts from the `beam_size` concepts of highest IoU among
+    those with IoU > 0. Each step scores, after the current beam, every
+    extension of every beam formula by every concept (those already in it
+    and those absent from the exemplars too) and operator, in the order
+    formula, concept, operator (OR, AND, AND NOT), and keeps the
+    `beam_size` best with a stable sort. So equal scores go to the earlier
+    candidate, as in the original: a formula beats its own no-op
+    extensions ("a and not b" with b disjoint from a), which may still fill
+    the beam behind it. Scores are `(1 - length_penalty)^(length - 1)` x
+    inter / (union + 1e-10) in float64 (`ranking_iou`), with the length of
+    `original_length`; `length_penalty=0` is the original's setting.
+    Returns at most `beam_size` (formula, exact IoU) pairs; formula concept
+    indices are rows of `uc.masks` (map them with `Formula.map(uc.index)`).
     """
     if max_length < 1 or beam_size < 1:
         raise MilanError(f"compexp needs max_length >= 1 and beam_size >= 1, got {max_length}, {beam_size}")
     C = uc.masks.shape[0]
     if C == 0:
         return []
-    masks = uc.masks
+    masks = uc.masks.bool()
     M = masks.to(torch.float64)
     w = uc.weights()
     uw = uc.unit.to(torch.float64) * w
     ua = float(uw.sum())
     Mu = M @ uw
     area = M @ w
-    single = _iou(Mu, area, ua)
-
-    # Each beam entry: formula -> (iou, mask, |F & u|, |F|), sizes in pixels (weighted).
-    def entry(f: Formula, m: torch.Tensor) -> tuple[float, torch.Tensor, float, float]:
-        mw = m.to(torch.float64)
-        inter = float(mw @ uw)
-        size = float(mw @ w)
-        return float(_iou(torch.tensor(inter), torch.tensor(size), ua)), m, inter, size
-
-    order = sorted(range(C), key=lambda i: (-float(single[i]), i))[:beam_size]
-    beam: dict[tuple, tuple[Formula, tuple]] = {}
-    for i in order:
-        f = Formula(i)
-        beam[f.key()] = (f, entry(f, masks[i]))
-
+    single = ranking_iou(Mu, area + ua - Mu)
+    start = sorted((i for i in range(C) if float(Mu[i]) > 0), key=lambda i: -float(single[i]))[:beam_size]
+    beam = [_Entry(Formula(i), float(single[i]), masks[i], float(Mu[i]), float(area[i])) for i in start]
     keep = 1.0 - float(length_penalty)
+    search_ops = [op for op in SEARCH_ORDER if op in ops]
+    n_ops = len(search_ops)
 
-    def rank(item: tuple[Formula, float]) -> tuple:
-        f, iou = item
-        return (-iou * keep ** (len(f) - 1), len(f), f.concepts)
-
-    for _ in range(max_length - 1):
-        candidates: dict[tuple, tuple[Formula, float]] = {k: (f, e[0]) for k, (f, e) in beam.items()}
-        for f, (_, fmask, f_inter, f_size) in list(beam.values()):
-            used = torch.zeros(C, dtype=torch.bool)
-            used[list(f.concepts)] = True
-            for op, (inter, size) in _extend(fmask, f_inter, f_size, M, uw, w, Mu, area).items():
-                if op not in ops:
-                    continue
-                scores = _iou(inter, size, ua).masked_fill(used, -1.0)
-                top = torch.topk(scores, min(beam_size, C)).indices.tolist()
-                for c in top:
-                    if float(scores[c]) < 0:
-                        continue
-                    g = f.extend(op, c)
-                    key = g.key()
-                    if key not in candidates or rank((g, float(scores[c]))) < rank(candidates[key]):
-                        candidates[key] = (g, float(scores[c]))
-        best = sorted(candidates.items(), key=lambda kv: rank(kv[1]))[:beam_size]
-        new_beam = {}
-        for key, (g, _) in best:
-            new_beam[key] = beam[key] if key in beam else (g, entry(g, g.mask(masks)))
-        if set(new_beam) == set(beam):
-            break
+    for _ in range(max_length - 1 if n_ops else 0):
+        scores = [torch.tensor([e.score for e in beam], dtype=torch.float64)]
+        sizes = []
+        for e in beam:
+            ext = _extend(e.mask, e.inter, e.size, M, uw, w, Mu, area)
+            inter = torch.stack([ext[op][0] for op in search_ops], dim=1)  # C x ops
+            size = torch.stack([ext[op][1] for op in search_ops], dim=1)
+            base = original_length(e.formula)
+            penalty = torch.tensor([keep ** (base + (op == "and not")) for op in search_ops], dtype=torch.float64)
+            scores.append((penalty * ranking_iou(inter, size + ua - inter)).reshape(-1))
+            sizes.append((inter.reshape(-1), size.reshape(-1)))
+        flat = torch.cat(scores)
+        chosen = torch.sort(-flat, stable=True).indices[:beam_size].tolist()
+        if chosen == list(range(len(beam))):
+            break  # nothing new made the beam: every later step would repeat this one
+        new_beam = []
+        for j in chosen:
+            if j < len(beam):
+                new_beam.append(beam[j])
+                continue
+            j -= len(beam)
+            parent, rest = divmod(j, C * n_ops)
+            c, o = divmod(rest, n_ops)
+            op, p = search_ops[o], beam[parent]
+            if op == "and":
+                m = p.mask & masks[c]
+            elif op == "or":
+                m = p.mask | masks[c]
+            else:
+                m = p.mask & ~masks[c]
+            inter, size = sizes[parent]
+            new_beam.append(_Entry(p.formula.extend(op, c), float(flat[len(beam) + j]), m,
+                                   float(inter[rest]), float(size[rest])))
         beam = new_beam
-    return sorted(((f, e[0]) for f, e in beam.values()), key=rank)
+    return [(e.formula, _exact(e.inter, e.size + ua - e.inter)) for e in beam]
+
+
+def _exact(inter: float, union: float) -> float:
+    return inter / union if union > 0 else 0.0
 
 
 #: Synthetic truth kinds expressible as a two-concept formula, and their operator.
@@ -297,11 +320,14 @@ class CompExp:
     segmenter: `oracle` (synthetic corpus only, an upper bound), `synth` or
     `ade20k`; other keyword arguments go to the segmenter. text: "formula"
     (as the paper scored it) or "phrase". ops: "+"-separated subset of
-    and, or, andnot (default all three).
+    and, or, andnot (default all three). length_penalty: 1 minus the
+    original's FORMULA_COMPLEXITY_PENALTY; the default 0 is the original's
+    (no penalty), and the only setting chosen without looking at any unit's
+    truth.
     """
 
     def __init__(self, segmenter: str | Segmenter = "oracle", max_length: int = 3, beam_size: int = 5,
-                 text: str = "formula", ops: str = "and+or+andnot", length_penalty: float = 0.02,
+                 text: str = "formula", ops: str = "and+or+andnot", length_penalty: float = 0.0,
                  progress: bool = False, device: str | None = None, **segmenter_args: Any) -> None:
         if text not in ("formula", "phrase"):
             raise MilanError(f"compexp text must be 'formula' or 'phrase', got {text!r}")
@@ -322,7 +348,7 @@ class CompExp:
         self.length_penalty = float(length_penalty)
         self.progress = progress
         self.meta = DescriberMeta(
-            name="compexp", version="1", trained_on=(),
+            name="compexp", version="2", trained_on=(),
             citation=COMPEXP_CITATION + "; " + NETDISSECT_CITATION + (
                 f"; segmenter: {self.segmenter.citation}" if self.segmenter.citation else ""),
             reference=(segmenter_reference(self.segmenter)
@@ -335,14 +361,12 @@ class CompExp:
 
     def explain(self, unit: Exemplars) -> Explanation:
         """The best formula of one unit, its IoU and its text."""
-        uc = unit_concepts(unit, self.segmenter)
+        # Over the whole vocabulary, as the original: absent concepts take beam slots too.
+        uc = unit_concepts(unit, self.segmenter).with_all_concepts(len(self.segmenter.concepts))
         found = beam_search(uc, max_length=self.max_length, beam_size=self.beam_size, ops=self.ops,
                             length_penalty=self.length_penalty)
         names = [self.segmenter.describe_concept(i) for i in range(len(self.segmenter.concepts))]
-        if not found:
-            f, iou = Formula(0), 0.0
-        else:
-            f, iou = found[0][0].map(uc.index), found[0][1]
+        f, iou = found[0] if found else (Formula(0), 0.0)
         text = f.render(names) if self.text == "formula" else render_phrase(f, names, self.segmenter.categories)
         return Explanation(f, float(iou), text)
 

@@ -12,6 +12,14 @@ Differences from the original, by necessity: IoU is pooled over the unit's
 k exemplars (a describer sees nothing else), not over the whole probe
 dataset, and concepts come from one of the segmenters in
 `baselines.segmenters` (Broden is no longer downloadable).
+
+By choice: NetDissect-Lite counts the unit's area, for a concept's union,
+only on images where the concept's category is labelled at one of the
+unit's active pixels (`FeatureOperator.tally_job`), because each of
+Broden's source datasets annotates only some categories. Every segmenter
+here labels every category on every image, so by default the union uses
+the unit's whole area, the paper's definition; `category_restriction=True`
+gives NetDissect-Lite's rule.
 """
 from __future__ import annotations
 
@@ -23,7 +31,7 @@ from tqdm.auto import tqdm
 
 from milannotations.contract import AnnotatedExemplars, DescriberMeta, Exemplars
 
-from .dissect import pooled_iou, unit_concepts
+from .dissect import category_unit_area, exact_iou, overlaps, ranking_iou, unit_concepts
 from .registry import register_describer
 from .segmenters import Segmenter, create_segmenter
 
@@ -60,35 +68,60 @@ class NetDissect:
     segmenter: `oracle` (synthetic corpus only, an upper bound), `synth` or
     `ade20k`; `device` and other keyword arguments go to the segmenter (e.g. `model=`
     for ade20k, `seed=` for oracle). threshold: NetDissect's IoU cut-off.
+    category_restriction: count the unit's area per concept category as
+    NetDissect-Lite does (see the module docstring); off by default.
     """
 
     def __init__(self, segmenter: str | Segmenter = "oracle", threshold: float = DEFAULT_IOU_THRESHOLD,
-                 progress: bool = False, device: str | None = None, **segmenter_args: Any) -> None:
+                 category_restriction: bool = False, progress: bool = False, device: str | None = None,
+                 **segmenter_args: Any) -> None:
         self.segmenter = create_segmenter(segmenter, device=device, **segmenter_args)
         self.threshold = float(threshold)
+        self.category_restriction = bool(category_restriction)
         self.progress = progress
         self.meta = DescriberMeta(
             name="netdissect", version="1", trained_on=(),
             citation=NETDISSECT_CITATION + ("" if not self.segmenter.citation
                                             else f"; segmenter: {self.segmenter.citation}"),
-            reference=segmenter_reference(self.segmenter) + f"; IoU threshold {self.threshold}",
+            reference=segmenter_reference(self.segmenter) + f"; IoU threshold {self.threshold}"
+                      + ("; unit area per category (NetDissect-Lite)" if self.category_restriction else ""),
         )
 
     def fit(self, train: Sequence[AnnotatedExemplars]) -> None:
         """NetDissect learns nothing from descriptions."""
 
-    def explain(self, unit: Exemplars) -> ConceptLabel:
-        """The best concept of one unit with its IoU."""
+    def _overlaps(self, unit: Exemplars) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(concept indices, |c|, |u AND c|, |u OR c|) for the concepts present in the unit's exemplars."""
         uc = unit_concepts(unit, self.segmenter)
-        if uc.masks.shape[0] == 0:
+        ua = None
+        if self.category_restriction:
+            ua = category_unit_area(uc, [self.segmenter.categories[int(i)] for i in uc.index])
+        inter, union = overlaps(uc, ua)
+        return uc.index, uc.masks.to(torch.float64) @ uc.weights(), inter, union
+
+    def concept_ious(self, unit: Exemplars) -> torch.Tensor:
+        """Pooled IoU of the unit with every segmenter concept (float64, 0 for absent concepts)."""
+        index, _, inter, union = self._overlaps(unit)
+        out = torch.zeros(len(self.segmenter.concepts), dtype=torch.float64)
+        out[index] = exact_iou(inter, union)
+        return out
+
+    def explain(self, unit: Exemplars) -> ConceptLabel:
+        """The best concept of one unit with its IoU.
+
+        Ranked by inter / (union + 1e-10) as the original, so of equal
+        ratios the larger union wins; exact ties (e.g. an inactive unit, all
+        IoU 0) go to the larger concept, then to the earlier one, where
+        NetDissect-Lite takes the first label of the highest-ranked category.
+        """
+        index, area, inter, union = self._overlaps(unit)
+        if index.numel() == 0:
             # No concept anywhere in the exemplars: fall back to the first concept, IoU 0.
             return ConceptLabel(self.segmenter.concepts[0], self.segmenter.describe_concept(0), 0.0, False)
-        iou = pooled_iou(uc.unit, uc.masks, uc.weight)
-        # Ties (e.g. an inactive unit, all IoU 0) go to the larger concept, then to the earlier one.
-        area = uc.masks.to(torch.float64) @ uc.weights()
-        best = int(max(range(len(iou)), key=lambda i: (float(iou[i]), float(area[i]), -i)))
-        c = int(uc.index[best])
-        value = float(iou[best])
+        key = ranking_iou(inter, union)
+        best = int(max(range(len(key)), key=lambda i: (float(key[i]), float(area[i]), -i)))
+        c = int(index[best])
+        value = float(exact_iou(inter[best:best + 1], union[best:best + 1])[0])
         return ConceptLabel(self.segmenter.concepts[c], self.segmenter.describe_concept(c), value,
                             value >= self.threshold)
 
