@@ -84,7 +84,7 @@ def test_exemplar_form_reproduces_the_original_given_the_same_top_15_images(seed
     acts = torch.rand(img.shape[0], 24, generator=g)
     expected = original_soft_wpmi(img @ txt.T, acts, top_k=15)
     units = _probe_units(acts, 15)
-    d = ClipDissect(clip=clip, concepts=names)  # defaults: the original's a, lam, rank weights, min_prob; full view
+    d = ClipDissect(clip=clip, concepts=names, view="full")  # defaults: the original's a, lam, rank weights, min_prob
     d.fit(units)
     got = torch.stack(d.scores(units))
     assert torch.allclose(got, expected, atol=1e-4, rtol=1e-6), (got - expected).abs().max()
@@ -216,12 +216,24 @@ def test_defaults_and_meta(monkeypatch):
     assert loaded == []
     assert d.meta.version == "2"
     ref = d.meta.reference
-    assert "view=full" in ref and "scoring=soft_wpmi(a=10, lam=1, p=0.998..0.97, min_prob=1e-07)" in ref
+    assert "view=masked on synth-* configs, full otherwise" in ref
+    assert "scoring=soft_wpmi(a=10, lam=1, p=0.998..0.97, min_prob=1e-07)" in ref
     assert "synth-clip-v" in ref and "open_clip:ViT-B-16:openai" in ref
     d.describe([_unit(0, PALETTE["red"], config="synth-objects-plain"), _unit(1, PALETTE["red"], config="alexnet")])
     assert loaded == [("synth", "openai"), ("ViT-B-16", "openai")]  # the synthetic CLIP, the original's ViT-B/16
     assert OpenClip.__dataclass_fields__["arch"].default == "ViT-B-16" and open_clip_arch("ViT-B/16") == "ViT-B-16"
     assert "view=masked" in ClipDissect(clip=ColourClip(), concepts=list(PALETTE), view="masked").meta.reference
+
+
+def test_default_view_is_full_for_a_real_clip_and_masked_for_the_synthetic_one():
+    class SynthNamed(ColourClip):
+        name = "synth-clip-test"
+
+    units = _colour_units()
+    real, synth = _describer(), ClipDissect(clip=SynthNamed(), concepts=list(PALETTE))
+    assert "view=full;" in real.meta.reference and "view=masked;" in synth.meta.reference
+    assert real.describe(units) == _describer(view="full").describe(units) == ["gray"] * 3
+    assert synth.describe(units) == _describer(view="masked").describe(units) == ["red", "green", "blue"]
 
 
 @pytest.mark.parametrize("kw, match", [({"view": "crop"}, "unknown view"), ({"prior": "call"}, "unknown prior"),
