@@ -285,3 +285,22 @@ def test_backbone_trains_deterministically_caches_and_feeds_a_net_config(tmp_pat
     assert all(len(r["masks"]) == 15 and not r["annotations"] and r["truth"] is None for r in rows)
     meta = json.loads((out / "meta" / "synth-net-plain.json").read_text())
     assert meta["provenance"]["unannotated"] is True and meta["model"] == spec.name
+
+
+def test_backbone_cache_key_follows_the_world_it_is_trained_on(monkeypatch, tmp_path):
+    """A renderer change without a version bump must not serve weights trained on the old world."""
+    from milannotations.synth import backbone
+
+    before = backbone._paths(tmp_path, 0, 10, backbone.TRAIN_SCENES)
+    real = backbone.render_scene
+
+    def changed(domain, index, seed=0):
+        s = real(domain, index, seed)
+        s.image = s.image.copy()
+        s.image[0, 0, 0] ^= 1
+        return s
+
+    monkeypatch.setattr(backbone, "render_scene", changed)
+    after = backbone._paths(tmp_path, 0, 10, backbone.TRAIN_SCENES)
+    assert before[0] != after[0] and before[1] != after[1]
+    assert backbone._paths(tmp_path, 1, 10, backbone.TRAIN_SCENES)[0] != after[0]

@@ -242,8 +242,28 @@ def train_backbone(seed: int = 0, steps: int = DEFAULT_STEPS, *, progress: bool 
         torch.use_deterministic_algorithms(old_det)
 
 
+def world_fingerprint(seed: int = 0, per_domain: int = 2) -> str:
+    """A short hash of the first training scenes' pixels and concept masks, for cache keys.
+
+    The backbone's weights depend on every scene it was trained on, but its
+    version number only changes when someone remembers to bump it; a cache
+    keyed by version alone would serve weights trained on a world the
+    renderer no longer draws (and every MILAN feature after them). Rendering
+    a few scenes costs milliseconds and catches any change of the renderer.
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    for d in DOMAINS:
+        for i in range(per_domain):
+            s = render_scene(d, TRAIN_OFFSET + i, seed)
+            h.update(np.ascontiguousarray(s.image).tobytes())
+            h.update(np.packbits(np.ascontiguousarray(s.concepts).astype(bool)).tobytes())
+    return h.hexdigest()[:12]
+
+
 def _paths(cache_dir: Path, seed: int, steps: int, train_scenes: int) -> tuple[Path, Path]:
-    stem = f"{NAME}-v{BACKBONE_VERSION}-seed{seed}-steps{steps}"
+    stem = f"{NAME}-v{BACKBONE_VERSION}-seed{seed}-steps{steps}-world{world_fingerprint(seed)}"
     if train_scenes != TRAIN_SCENES:
         stem += f"-scenes{train_scenes}"
     return cache_dir / f"{stem}.safetensors", cache_dir / f"{stem}.json"
@@ -255,8 +275,9 @@ def load_backbone(device: str | torch.device = "cpu", cache_dir: str | Path | No
     """The trained synthetic backbone (eval mode) and its spec, training and caching it on first use.
 
     Cached under `cache_dir` (default `default_root()/"models"`) as
-    safetensors weights plus a JSON spec, keyed by version, seed, steps and
-    (when not the default) the number of training scenes per domain.
+    safetensors weights plus a JSON spec, keyed by version, seed, steps, a
+    fingerprint of the world's scenes (`world_fingerprint`) and (when not the
+    default) the number of training scenes per domain.
     """
     from safetensors.torch import load_file, save_file
 
