@@ -86,8 +86,8 @@ def test_user_describer_file_by_path_results_and_bleu_recomputed(corpus, user_fi
     assert bleu.score > 0
     assert res["splits"][0]["metrics"]["bleu"]["value"] == pytest.approx(bleu.score, abs=1e-9)
 
-    # --submit copied the run, byte for byte, into the leaderboard's submissions
-    dest = tmp_path / "submissions" / "echo" / "synth-within-network"
+    # --submit copied the run, byte for byte, into the leaderboard's submissions; its arguments make a variant
+    dest = tmp_path / "submissions" / "echo+loud-False+repeat-1+word-red_circles" / "synth-within-network"
     assert sorted(p.name for p in dest.iterdir()) == ["descriptions.csv", "meta.json", "results.json"]
     assert (dest / "results.json").read_bytes() == (out / "results.json").read_bytes()
     assert (dest / "descriptions.csv").read_bytes() == (out / "descriptions.csv").read_bytes()
