@@ -155,6 +155,24 @@ def test_results_follow_the_format(constant_run):
     assert all(r["unit_id"] == f"{CONFIG}/{r['layer']}/{r['unit']}" for r in rows)
 
 
+def test_what_fit_decided_is_recorded_per_split_and_trial_with_the_environment(corpus, tmp_path):
+    class Recorder(PixelReader):
+        meta = DescriberMeta(name="recorder", version="1")
+
+        def fit(self, train) -> None:
+            self.fit_record = {"n_train": len(train), "chosen": ("a", 1)}
+
+    res = evaluate(Recorder(), root=corpus, configs=[CONFIG], trials=2, output=tmp_path / "run", progress=False)
+    assert results_errors(res) == []
+    n_train = len(load(CONFIG, split="train", root=corpus))
+    assert res["splits"][0]["fitted"] == [{"n_train": n_train, "chosen": ["a", 1]}] * 2  # JSON-safe
+    assert read_results(tmp_path / "run")["splits"][0]["fitted"] == res["splits"][0]["fitted"]
+    env = res["environment"]
+    assert env["threads"] >= 1 and env["cpu_capability"] and "cpu" in env and "onednn" in env
+    # describers that keep no record add nothing
+    assert "fitted" not in evaluate("constant", root=corpus, configs=[CONFIG], progress=False)["splits"][0]
+
+
 def test_no_progress_reaches_describers_without_being_recorded(corpus, tmp_path):
     """`--no-progress` silences a describer's own bars; it is not a describer argument in results."""
     plugin = tmp_path / "chatty.py"
