@@ -34,6 +34,12 @@ class BoardEntry:
 
     describer: str
     args: str = ""  # --describer-args, e.g. "segmenter=synth"
+    seeded: bool = False  # draws on its seed (learned, or sampling): trials differ, so TRIALS applies
+
+    def trials(self, protocol: str) -> int:
+        """The paper's trials for `protocol` for a seeded describer; 1 for a deterministic one, whose
+        trials would all give the same descriptions (the harness reseeds nothing it reads)."""
+        return TRIALS.get(protocol, 1) if self.seeded else 1
 
     def args_for(self, protocol: str) -> str:
         """This entry's arguments plus the paper's settings for `protocol` (`PAPER_ARGS`)."""
@@ -45,29 +51,44 @@ class BoardEntry:
 #: paper decodes it, its no-PMI ablation and MILAN+CLIP; the dissection baselines with the trained
 #: synthetic segmenter and, as upper bounds, with the oracle's true masks; CLIP-Dissect; the floors.
 BOARD: tuple[BoardEntry, ...] = (
-    BoardEntry("constant"), BoardEntry("random-unit"),
-    BoardEntry("milan"), BoardEntry("milan", "strategy=greedy"), BoardEntry("milan", "rerank=clip"),
+    BoardEntry("constant"), BoardEntry("random-unit", seeded=True),
     BoardEntry("netdissect", "segmenter=synth"), BoardEntry("compexp", "segmenter=synth"),
     BoardEntry("netdissect", "segmenter=oracle"), BoardEntry("compexp", "segmenter=oracle"),
     BoardEntry("clip-dissect"),
+    BoardEntry("milan", seeded=True), BoardEntry("milan", "strategy=greedy", seeded=True),
+    BoardEntry("milan", "rerank=clip", seeded=True),
 )
 #: Every protocol of the synthetic benchmark.
 PROTOCOLS = ("within-network", "across-family", "across-domain", "leave-one-out")
 #: Describer arguments the paper used for a protocol; every other entry runs with the describer's
 #: defaults. MILAN's within-network runs stop early with patience 10 instead of 4 (milan-method.md §6).
 PAPER_ARGS: dict[tuple[str, str], str] = {("milan", "within-network"): "patience=10"}
-#: Trials per protocol: the paper's 5 for within-network (each retrains a learned describer with
-#: another seed, so the board shows their spread), 1 elsewhere.
+#: Trials per protocol for seeded entries: the paper's 5 for within-network (each retrains a learned
+#: describer with another seed, so the board shows their spread), 1 elsewhere.
 TRIALS: dict[str, int] = {"within-network": 5}
 
 
+def submission_of(entry: BoardEntry, benchmark: str, protocol: str) -> Path:
+    """The folder `milan-eval --submit` writes this entry's run on `protocol` to."""
+    from baselines.registry import parse_describer_args
+
+    from .submission import submission_dir, variant
+
+    args = parse_describer_args(entry.args_for(protocol))
+    return submission_dir(entry.describer, benchmark, protocol, variant=variant({"describer": {"args": args}}))
+
+
 def commands(entries: Sequence[BoardEntry], protocols: Sequence[str], *, benchmark: str, scorer: str,
-             device: str, root: str | None, seed: int, trials: int | None) -> list[list[str]]:
-    """One `milan-eval ... --submit` command per board entry and protocol."""
+             device: str, root: str | None, seed: int, trials: int | None,
+             skip_existing: bool = False) -> list[list[str]]:
+    """One `milan-eval ... --submit` command per board entry and protocol (by protocol, so the cheap
+    protocols of every entry come before the expensive ones of any)."""
     out = []
-    for entry in entries:
-        for protocol in protocols:
-            n = trials if trials is not None else TRIALS.get(protocol, 1)
+    for protocol in protocols:
+        for entry in entries:
+            if skip_existing and (submission_of(entry, benchmark, protocol) / "results.json").is_file():
+                continue
+            n = trials if trials is not None else entry.trials(protocol)
             cmd = [*_script("milan-eval", "eval.cli"), "--describer", entry.describer, "--benchmark", benchmark,
                    "--protocol", protocol, "--scorer", scorer, "--device", device, "--seed", str(seed),
                    "--trials", str(n), "--submit", "--no-progress"]
@@ -91,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--trials", type=int, default=None, help="trials for every protocol (default: TRIALS)")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="leave out entries whose submission exists (resume an interrupted seeding)")
     p.add_argument("--no-render", action="store_true", help="skip validation and rendering afterwards")
     return p
 
@@ -104,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{', '.join(dict.fromkeys(e.describer for e in BOARD))}", file=sys.stderr)
         return 2
     cmds = commands(entries, args.protocols, benchmark=args.benchmark, scorer=args.scorer,
-                    device=args.device, root=args.root, seed=args.seed, trials=args.trials)
+                    device=args.device, root=args.root, seed=args.seed, trials=args.trials,
+                    skip_existing=args.skip_existing)
     failed = []
     for cmd in cmds:
         print("$ " + shlex.join(cmd), flush=True)
