@@ -348,3 +348,18 @@ def test_trial_spread_is_the_sd_of_each_trials_normalized_mean_over_splits():
     n, sd = _trial_spread(splits)
     assert n == 3 and sd == pytest.approx(statistics.stdev(per_trial))
     assert _trial_spread([{"metrics": {"bertscore_f1": {"value": 0.5}}}]) == (1, None)  # one trial: no spread
+
+
+def test_seed_skip_existing_leaves_out_entries_already_submitted(tmp_path, monkeypatch, capsys):
+    import leaderboard.submission as submission
+    from leaderboard.seed import BOARD, main, submission_of
+
+    monkeypatch.setattr(submission, "SUBMISSIONS_ROOT", tmp_path)
+    greedy = next(e for e in BOARD if e.args == "strategy=greedy")
+    done = submission_of(greedy, "synth", "within-network")
+    assert done == tmp_path / "milan+patience-10+strategy-greedy" / "synth-within-network"
+    done.mkdir(parents=True)
+    (done / "results.json").write_text("{}")
+    assert main(["--dry-run", "--skip-existing", "--protocols", "within-network", "--describers", "milan"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("$ ")]
+    assert len(lines) == 2 and not any("strategy=greedy" in ln for ln in lines)
