@@ -24,18 +24,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from eval.metrics.spec import HEADLINE, METRIC_NAMES
+from eval.metrics.spec import METRICS as METRIC_SPECS
 from milannotations.errors import MilanError
 
 from .reported import SOURCE, reported_for, reported_protocols
 from .submission import DESCRIPTIONS, Submission, find_submissions, load_submission
 
-METRICS = ("bertscore_f1", "bleu", "rouge_l", "cider", "retrieval_top1", "retrieval_mrr")
-METRIC_LABELS = {
-    "bertscore_f1": "BERTScore F1", "bleu": "BLEU", "rouge_l": "ROUGE-L", "cider": "CIDEr-D",
-    "retrieval_top1": "Retrieval top-1", "retrieval_mrr": "Retrieval MRR",
-}
-#: The metric describers are ranked by (the paper's metric).
-HEADLINE = "bertscore_f1"
+#: Columns and labels come from the one metric table (eval.metrics.spec); describers are ranked by
+#: its headline metric (the paper's).
+METRICS = METRIC_NAMES
+METRIC_LABELS = {m.name: m.label for m in METRIC_SPECS}
 SAMPLES = 5
 BENCHMARK_LABELS = {"synth": "synthetic ground-truth corpus (labelled synthetic; not human agreement)",
                     "milannotations": "MILANNOTATIONS (human descriptions)"}

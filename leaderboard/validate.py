@@ -20,15 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+# Metrics from float32 model embeddings (the spec's `embeddings`): the sum order of a matrix product may
+# differ between machines and thread counts, so they get `embedding_tolerance`; n-gram metrics are exact.
+from eval.metrics.spec import EMBEDDING_METRICS
 from milannotations.errors import MilanError
 from milannotations.load import expand_configs
 
 from .submission import (DESCRIPTIONS, META, META_FIELDS, RESULTS, Submission, load_submission, slug)
 
 SECTIONS = ("metrics", "ceiling", "floor")
-#: Metrics computed from float32 model embeddings: the sum order of a matrix product may differ between
-#: machines and thread counts, so they get `embedding_tolerance`; n-gram metrics are exact.
-EMBEDDING_METRICS = ("bertscore_f1", "retrieval_top1", "retrieval_mrr")
 #: The normalized score is arithmetic on the claimed numbers; it must match them this closely.
 ARITHMETIC_TOLERANCE = 1e-9
 _SHOW = 5  # unit ids listed per problem before "and N more"

@@ -470,3 +470,33 @@ def test_paper_pipeline_matches_bert_score_with_prefix_space(tiny_roberta, tmp_p
     p, r, f = reference.score(preds, refs)
     np.testing.assert_allclose(ours["f1"], f.numpy(), atol=1e-5)
     np.testing.assert_allclose(ours["precision"], p.numpy(), atol=1e-5)
+
+
+def test_one_metric_table_feeds_every_consumer(scorer, scores, monkeypatch):
+    """Scorer, results schema, validation and the page read their metrics from eval.metrics.spec; a new
+    text-only metric needs its spec and its function, nothing else, to be scored."""
+    import dataclasses
+    import importlib
+
+    from eval.metrics import spec
+    from eval.results import metric_names
+
+    scorer_mod, render, validate = (importlib.import_module(m) for m in
+                                    ("eval.metrics.scorer", "leaderboard.render", "leaderboard.validate"))
+
+    names = tuple(m.name for m in spec.METRICS)
+    assert tuple(scores) == names == metric_names() == render.METRICS
+    assert render.METRIC_LABELS == {m.name: m.label for m in spec.METRICS} and render.HEADLINE == "bertscore_f1"
+    assert validate.EMBEDDING_METRICS == ("bertscore_f1", "retrieval_top1", "retrieval_mrr")
+    assert all(scores[m.name].signature == (m.signature_for(3) or scores[m.name].signature) for m in spec.METRICS)
+    # a metric declared only in the table: the word count of the description, a per-unit mean
+    words = spec.MetricSpec("words", "Words", scale=15.0, per_unit=lambda p, r: [len(x.split()) for x in p],
+                            signature="words|v1")
+    monkeypatch.setattr(scorer_mod, "METRICS", spec.METRICS + (words,))
+    out = scorer.score(["red circle", "a blue square here"], [["x", "y", "z"], ["u", "v", "w"]])
+    assert out["words"].value == 3.0 and out["words"].signature == "words|v1" and out["words"].per_unit == [2, 4]
+    assert set(out) == set(names) | {"words"}
+    with pytest.raises(ValueError, match="needs stats and from_stats"):
+        dataclasses.replace(spec.metric("bleu"), stats=None)
+    with pytest.raises(KeyError, match="known: bertscore_f1"):
+        spec.metric("meteor")

@@ -4,7 +4,8 @@
 95% bootstrap interval over units and the signature that says exactly how it was computed.
 """
 
-from eval.metrics.result import METRIC_NAMES, MetricScore
+from eval.metrics.result import MetricScore
 from eval.metrics.scorer import Scorer
+from eval.metrics.spec import HEADLINE, METRIC_NAMES, METRICS, MetricSpec, metric
 
-__all__ = ["METRIC_NAMES", "MetricScore", "Scorer"]
+__all__ = ["HEADLINE", "METRICS", "METRIC_NAMES", "MetricScore", "MetricSpec", "Scorer", "metric"]

@@ -23,25 +23,21 @@ from eval.metrics.bertscore import (
     read_baseline,
     resolve_config,
 )
-from eval.metrics.bleu import bleu_from_stats, bleu_signature, bleu_stats, reference_streams
+from eval.metrics.bleu import reference_streams
 from eval.metrics.bootstrap import percentile_ci, resample_counts
 from eval.metrics.cache import EmbeddingCache, entry_key
-from eval.metrics.cider import SIGNATURE as CIDER_SIGNATURE
-from eval.metrics.cider import cider_d_per_unit
-from eval.metrics.result import METRIC_NAMES, MetricScore
+from eval.metrics.result import MetricScore
 from eval.metrics.retrieval import SIGNATURE_TEMPLATE, retrieval_per_unit, unit_similarity
-from eval.metrics.rouge import SIGNATURE as ROUGE_SIGNATURE
-from eval.metrics.rouge import rouge_l_per_unit
+from eval.metrics.spec import METRICS
 from eval.metrics.text import normalized_inputs
 
 
 @dataclass
 class _Parts:
-    """Per-unit values of the mean metrics and the BLEU sufficient statistics of one scoring pass."""
+    """One scoring pass: per-unit values of the mean metrics, per-unit statistics of the corpus metrics."""
 
     per_unit: dict[str, np.ndarray]
-    bleu: float
-    bleu_stats: np.ndarray
+    stats: dict[str, np.ndarray]
 
 
 class Scorer:
@@ -97,14 +93,12 @@ class Scorer:
     def signatures(self, n_refs: int) -> dict[str, str]:
         """The signature of every metric for `n_refs` references per unit."""
         bert = self.config.signature
-        return {
+        embedding = {
             "bertscore_f1": bert,
-            "bleu": bleu_signature(n_refs),
-            "rouge_l": ROUGE_SIGNATURE,
-            "cider": CIDER_SIGNATURE,
             "retrieval_top1": SIGNATURE_TEMPLATE.format(kind="top1", bert=bert),
             "retrieval_mrr": SIGNATURE_TEMPLATE.format(kind="mrr", bert=bert),
         }
+        return {m.name: embedding[m.name] if m.embeddings else m.signature_for(n_refs) for m in METRICS}
 
     # ----------------------------------------------------------------- embeddings
     def reference_embeddings(self, flat_refs: list[str], revision: str | None) -> list[Embedded]:
@@ -156,18 +150,16 @@ class Scorer:
         pair_f = pair_f[[row[p] for p in preds]]
         top1, rr = retrieval_per_unit(unit_similarity(pair_f, offsets))
 
-        stats = bleu_stats(preds, refs)
-        return _Parts(
-            per_unit={
-                "bertscore_f1": prf[:, 2],
-                "rouge_l": np.asarray(rouge_l_per_unit(preds, refs)),
-                "cider": np.asarray(cider_d_per_unit(preds, refs)),
-                "retrieval_top1": top1,
-                "retrieval_mrr": rr,
-            },
-            bleu=float(bleu_from_stats(stats.sum(axis=0))),  # sacrebleu's corpus BLEU, from its own statistics
-            bleu_stats=stats,
-        )
+        # The embedding metrics share the similarity computations above; every other metric comes
+        # from its spec: per-unit values, or per-unit statistics of a corpus metric.
+        per_unit = {"bertscore_f1": prf[:, 2], "retrieval_top1": top1, "retrieval_mrr": rr}
+        stats = {}
+        for m in METRICS:
+            if m.kind == "corpus":
+                stats[m.name] = m.stats(preds, refs)
+            elif not m.embeddings:
+                per_unit[m.name] = np.asarray(m.per_unit(preds, refs))
+        return _Parts(per_unit=per_unit, stats=stats)
 
     def _unit_prf(self, cand_items, flat_items, offsets, weights) -> np.ndarray:
         """Per unit (P, R, F): each the max over the unit's references, then rescaled if configured."""
@@ -183,13 +175,14 @@ class Scorer:
 
     def _package(self, parts: list[_Parts], signatures: dict[str, str]) -> dict[str, MetricScore]:
         """Average per-unit values and BLEU over passes (one pass for `score`, one per annotator for `ceiling`)."""
-        n = len(parts[0].bleu_stats)
+        n = len(next(iter(parts[0].per_unit.values())))
         counts = resample_counts(n, self.n_boot, self.seed)
         out: dict[str, MetricScore] = {}
-        for name in METRIC_NAMES:
-            if name == "bleu":
-                value = float(np.mean([p.bleu for p in parts]))
-                reps = np.mean([bleu_from_stats(counts @ p.bleu_stats) for p in parts], axis=0)
+        for m in METRICS:
+            name = m.name
+            if m.kind == "corpus":  # e.g. sacrebleu's corpus BLEU, from its own summed statistics
+                value = float(np.mean([m.from_stats(p.stats[name].sum(axis=0)) for p in parts]))
+                reps = np.mean([m.from_stats(counts @ p.stats[name]) for p in parts], axis=0)
                 out[name] = MetricScore(value, percentile_ci(reps), signatures[name], None)
             else:
                 per_unit = np.mean([p.per_unit[name] for p in parts], axis=0)

@@ -1,0 +1,87 @@
+"""The one table of metrics: every consumer (scorer, results schema, validation, page, CLI) iterates it.
+
+A metric is declared once, here, with what each consumer needs to know about it:
+its key in results.json, its column label, its scale, whether it is a mean over
+units (bootstrapped over units) or a corpus statistic, whether it is computed
+from model embeddings (float32, so validation allows the embedding tolerance),
+and, for metrics that depend on the text alone, the per-unit function itself.
+Adding such a metric touches this table and its implementation, nothing else;
+a metric computed from the BERTScore embeddings also needs its line in
+`Scorer._parts`, which shares one similarity matrix between them.
+
+`family` says what a metric compares a description with: `agreement` (the
+annotators' words, the paper's track), `truth` (a synthetic unit's formula)
+or `faithfulness` (the unit's activations). A metric that fails NeuronEval's
+sanity checks is a `diagnostic`: shown, never ranked.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from eval.metrics.bleu import bleu_from_stats, bleu_signature, bleu_stats
+from eval.metrics.cider import SIGNATURE as CIDER_SIGNATURE
+from eval.metrics.cider import cider_d_per_unit
+from eval.metrics.rouge import SIGNATURE as ROUGE_SIGNATURE
+from eval.metrics.rouge import rouge_l_per_unit
+
+PerUnit = Callable[[Sequence[str], Sequence[Sequence[str]]], Sequence[float]]
+Stats = Callable[[Sequence[str], Sequence[Sequence[str]]], np.ndarray]
+FromStats = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """What every consumer needs to know about one metric."""
+
+    name: str  # key in results.json
+    label: str  # column header on the page and in the CLI
+    family: str = "agreement"  # agreement | truth | faithfulness
+    kind: str = "mean"  # mean: per-unit values, bootstrap over units; corpus: from summed statistics
+    scale: float = 1.0  # the value's range is [0, scale] (BLEU: 100)
+    embeddings: bool = False  # from float32 model embeddings: validated with the embedding tolerance
+    headline: bool = False  # the metric describers are ranked by
+    diagnostic: bool = False  # failed a sanity check: shown, never ranked
+    per_unit: PerUnit | None = None  # text-only mean metrics: (predictions, references) -> per-unit values
+    stats: Stats | None = None  # corpus metrics: (predictions, references) -> units x statistics
+    from_stats: FromStats | None = None  # corpus metrics: summed statistics (... x S) -> value(s)
+    signature: str | Callable[[int], str] | None = None  # text-only metrics: fixed, or of the references per unit
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES or self.kind not in KINDS:
+            raise ValueError(f"metric {self.name}: family must be one of {FAMILIES}, kind one of {KINDS}")
+        if self.kind == "corpus" and (self.stats is None or self.from_stats is None):
+            raise ValueError(f"corpus metric {self.name} needs stats and from_stats")
+
+    def signature_for(self, n_refs: int) -> str | None:
+        """This metric's signature for `n_refs` references per unit (None: the scorer makes it)."""
+        return self.signature(n_refs) if callable(self.signature) else self.signature
+
+
+FAMILIES = ("agreement", "truth", "faithfulness")
+KINDS = ("mean", "corpus")
+
+METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec("bertscore_f1", "BERTScore F1", embeddings=True, headline=True),
+    MetricSpec("bleu", "BLEU", kind="corpus", scale=100.0, stats=bleu_stats, from_stats=bleu_from_stats,
+               signature=bleu_signature),
+    MetricSpec("rouge_l", "ROUGE-L", per_unit=rouge_l_per_unit, signature=ROUGE_SIGNATURE),
+    MetricSpec("cider", "CIDEr-D", scale=10.0, per_unit=cider_d_per_unit, signature=CIDER_SIGNATURE),
+    MetricSpec("retrieval_top1", "Retrieval top-1", embeddings=True),
+    MetricSpec("retrieval_mrr", "Retrieval MRR", embeddings=True),
+)
+
+METRIC_NAMES: tuple[str, ...] = tuple(m.name for m in METRICS)
+HEADLINE: str = next(m.name for m in METRICS if m.headline)
+EMBEDDING_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.embeddings)
+_BY_NAME = {m.name: m for m in METRICS}
+
+
+def metric(name: str) -> MetricSpec:
+    """The spec of metric `name` (KeyError names the known ones)."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown metric {name!r}; known: {', '.join(METRIC_NAMES)}") from None
