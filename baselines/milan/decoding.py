@@ -156,7 +156,12 @@ def rerank(beams: list[list[Candidate]], lm: LanguageModel, vocab: Vocab, lam: f
     Ties keep beam order, so lam = 0 returns exactly the beam's best.
     """
     flat = [cand for cands in beams for cand in cands]
-    scores = pmi_scores(flat, lm, vocab, lam, length)
+    return best_per_unit(beams, pmi_scores(flat, lm, vocab, lam, length))
+
+
+def best_per_unit(beams: list[list[Candidate]], scores: list[float]) -> list[Candidate]:
+    """Per unit, its candidate of highest score (`scores` runs over all beams' candidates in order);
+    ties keep beam order."""
     best, i = [], 0
     for cands in beams:
         s = scores[i: i + len(cands)]

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import torch
 
-from .decoding import beam_search, lm_logp
+from .decoding import beam_search, best_per_unit, lm_logp
 from .model import MilanModel
 
 #: The original sweep's grid (`scripts/sweep_milan.py`, both ends included).
@@ -74,12 +74,8 @@ def select_decoding(model: MilanModel, features: torch.Tensor, references: Seque
             continue
         flat = [c for row in cands for c in row]
         prior = lm_logp(flat, model.lm, model.vocab, length)
-        for lam in lam_grid:
-            chosen, j = [], 0
-            for row in cands:
-                s = [row[m].score - lam * prior[j + m] for m in range(len(row))]
-                chosen.append(row[max(range(len(row)), key=lambda m: (s[m], -m))])
-                j += len(row)
+        for lam in lam_grid:  # pmi_scores' expression, on log p(d) computed once per width
+            chosen = best_per_unit(cands, [c.score - lam * p for c, p in zip(flat, prior)])
             table[int(b), float(lam)] = _bleu(model, chosen, references)
     paper = (PAPER_BEAM, PAPER_LAM if strategy == "rerank" else 0.0)
 
@@ -87,6 +83,7 @@ def select_decoding(model: MilanModel, features: torch.Tensor, references: Seque
         return (table[key], key == paper, key[0], -abs(key[1] - PAPER_LAM))
 
     best = max(table, key=rank)
-    return Selection(strategy=strategy, beam=best[0], lam=best[1], criterion=f"corpus BLEU (sacrebleu) of the {strategy} descriptions "
-                     "of the validation units",
-                     n_validation=int(feats.shape[0]), score=table[best], paper_score=table.get(paper, float("nan")))
+    return Selection(strategy=strategy, beam=best[0], lam=best[1],
+                     criterion=f"corpus BLEU (sacrebleu) of the {strategy} descriptions of the validation units",
+                     n_validation=int(feats.shape[0]), score=table[best],
+                     paper_score=table.get(paper, float("nan")))
