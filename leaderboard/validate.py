@@ -26,7 +26,8 @@ from eval.metrics.spec import EMBEDDING_METRICS
 from milannotations.errors import MilanError
 from milannotations.load import expand_configs
 
-from .submission import (DESCRIPTIONS, META, META_FIELDS, RESULTS, Submission, load_submission, slug)
+from .submission import (DESCRIPTIONS, META, META_FIELDS, RESULTS, Submission, load_submission, submission_dir,
+                         variant)
 
 SECTIONS = ("metrics", "ceiling", "floor")
 #: The normalized score is arithmetic on the claimed numbers; it must match them this closely.
@@ -151,7 +152,9 @@ def _check_meta(rep: Report, sub: Submission) -> None:
                   f"{d['trained_on']}")
     if any(not isinstance(a, str) for a in meta["authors"]):
         rep.error(f"{META}: authors must be a list of strings")
-    want = (slug(d["name"]), f"{slug(sub.results['benchmark'])}-{slug(sub.results['protocol'])}")
+    expected = submission_dir(d["name"], sub.results["benchmark"], sub.results["protocol"], root=".",
+                              variant=variant(sub.results))
+    want = (expected.parent.name, expected.name)
     have = (sub.path.parent.name, sub.path.name)
     if have != want:
         rep.error(f"folder {have[0]}/{have[1]} should be {want[0]}/{want[1]} for describer {d['name']!r}, "

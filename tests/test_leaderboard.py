@@ -295,6 +295,11 @@ def test_variants_of_one_describer_are_separate_submissions(board, tmp_path):
     dest = write_submission(doc, descriptions=board["constant"] / "descriptions.csv", root=tmp_path)
     assert dest.relative_to(tmp_path).as_posix() == "constant+segmenter-synth+top-2/synth-within-network"
     assert load_submission(dest).label == "constant (segmenter=synth, top=2)"
+    assert _validate(board, dest, recompute=False).ok  # validation expects the variant's folder
+    misplaced = tmp_path / "elsewhere" / "constant" / "synth-within-network"
+    shutil.copytree(dest, misplaced)
+    assert any("should be constant+segmenter-synth+top-2/synth-within-network" in str(p)
+               for p in _validate(board, misplaced, recompute=False).errors)
     doc["describer"]["args"] = {"device": "cpu"}
     plain = write_submission(doc, descriptions=board["constant"] / "descriptions.csv", root=tmp_path)
     assert plain.parent.name == "constant" and load_submission(plain).label == "constant"
