@@ -92,6 +92,7 @@ class MilanDescriber:
         self.beam = int(beam) if beam is not None else PAPER_BEAM
         self.lam = float(lam) if lam is not None else PAPER_LAM
         self.selection: Selection | None = None
+        self._cached = False  # whether fit read the weights from the training cache (not a model property)
         self.rerank, self.clip_mix = rerank, float(clip_mix)
         self._clip_spec = (clip_model, clip_pretrained)
         self._clip = None
@@ -128,7 +129,7 @@ class MilanDescriber:
             return {}
         history = self.model.info.get("history", {})
         return {"decoder_epochs": history.get("decoder_epochs"), "best_epoch": history.get("best_epoch"),
-                "lm_epochs": history.get("lm_epochs"), "cached": self.model.info.get("cached", False),
+                "lm_epochs": history.get("lm_epochs"), "cached": self._cached,
                 "beam": self.beam,
                 "lam": self.lam if self.strategy == "rerank" else None,
                 "selection": self.selection.to_dict() if self.selection else None}
@@ -210,7 +211,7 @@ class MilanDescriber:
         cached = self._trained_path(features, unit_ids, annotations, dcfg, lcfg, enc.backbone.signature)
         if cached is not None and (cached / "config.json").is_file():
             self.model = load_checkpoint(cached).to(self.device)
-            self.model.info["cached"] = True
+            self._cached = True
         else:
             history = History()
             with torch.random.fork_rng(devices=[]):
@@ -222,7 +223,7 @@ class MilanDescriber:
                                     {"train": self.train_config.to_dict(), "history": history.to_dict()})
             if cached is not None:
                 save_checkpoint(self.model, cached)
-            self.model.info["cached"] = False
+            self._cached = False
         self.selection = None
         if not self._fixed and self.strategy != "greedy" and self.rerank == "pmi":
             val = validation_units(unit_ids, self.train_config)
