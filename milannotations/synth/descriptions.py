@@ -17,69 +17,15 @@ import hashlib
 
 import numpy as np
 
+from .lexicon import (BACKGROUND, COLOUR_ADJ, COLOUR_NOUN_TEMPLATES, COLOUR_TEXTURE_TEMPLATES, JOIN_WORDS,
+                      MODIFIED_COLOUR_EXTRA, MODIFIED_TEMPLATES, MODIFIED_TEXTURE_EXTRA, NOT_COLOUR_LAST,
+                      NOT_TEMPLATES, NOT_TEXTURE_LAST, OBJECT_HEADS, PART, RELATION, RELATION_TEMPLATE,
+                      SHAPE_NOUNS, SHAPE_SINGULAR, TEMPLATES_CONCEPT, TEXTURE_ADJ, TEXTURE_HEADS, TEXTURE_NOUN,
+                      VAGUE, VAGUE_RELATION, VAGUE_RELATION_TEMPLATE)
 from .neurons import UnitSpec
 from .scenes import CONCEPT_INDEX, CONCEPTS
 
-_SHAPE_NOUNS: dict[str, list[str]] = {
-    "circle": ["circles", "round shapes", "discs", "circular shapes", "round objects", "balls"],
-    "square": ["squares", "square shapes", "boxes", "blocks", "square objects"],
-    "triangle": ["triangles", "triangular shapes", "triangle shapes", "pyramids"],
-    "star": ["stars", "star shapes", "pointy stars", "five pointed stars"],
-    "cross": ["crosses", "plus signs", "cross shapes", "plus shapes"],
-    "ring": ["rings", "donuts", "hollow circles", "loops", "circle outlines"],
-    "object": ["shapes", "objects", "things", "figures"],
-}
-_SHAPE_SINGULAR: dict[str, list[str]] = {
-    "circle": ["circle", "round shape", "disc"], "square": ["square", "box", "block"],
-    "triangle": ["triangle", "triangular shape"], "star": ["star", "star shape"],
-    "cross": ["cross", "plus sign"], "ring": ["ring", "donut", "hollow circle"],
-}
-_COLOUR_ADJ: dict[str, list[str]] = {
-    "red": ["red", "bright red"], "orange": ["orange"], "yellow": ["yellow", "bright yellow"],
-    "green": ["green"], "blue": ["blue", "dark blue"], "purple": ["purple", "violet"],
-    "pink": ["pink", "light pink"], "white": ["white"], "black": ["black", "dark"],
-    "brown": ["brown"],
-}
-_TEXTURE_ADJ: dict[str, list[str]] = {
-    "solid": ["solid", "plain colored", "solid colored", "flat colored"],
-    "striped": ["striped", "stripy", "lined"],
-    "dotted": ["dotted", "polka dot", "spotted"],
-    "checkered": ["checkered", "checkerboard", "checked"],
-}
-_TEXTURE_NOUN: dict[str, list[str]] = {
-    "solid": ["solid colors", "flat color fills", "solid color"],
-    "striped": ["stripes", "striped patterns", "lines"],
-    "dotted": ["dots", "polka dots", "dotted patterns", "spots"],
-    "checkered": ["checkerboard patterns", "checkers", "checkered patterns", "grids of squares"],
-}
-_BACKGROUND: dict[str, list[str]] = {
-    "sky": ["sky", "blue sky", "the sky", "sky background"],
-    "grass": ["grass", "green grass", "grassy ground", "lawn"],
-    "water": ["water", "waves", "the sea", "water surface"],
-    "sand": ["sand", "sandy ground", "beach sand", "sand background"],
-    "brick": ["brick wall", "bricks", "brick pattern", "red brick wall"],
-    "snow": ["snow", "snowy ground", "white snow", "snow background"],
-}
-_PART: dict[str, list[str]] = {
-    "top edge": ["top edges of", "the top of", "upper edges of", "tops of"],
-    "bottom edge": ["bottom edges of", "the bottom of", "lower edges of", "bases of"],
-    "outline": ["outlines of", "edges of", "borders of", "the outline of"],
-}
-_RELATION: dict[str, list[str]] = {
-    "above": ["above", "on top of", "over"],
-    "below": ["below", "under", "underneath"],
-    "left of": ["left of", "to the left of", "on the left of"],
-    "right of": ["right of", "to the right of", "on the right of"],
-}
-#: What an annotator who only half sees a concept says.
-_VAGUE: dict[str, list[str]] = {
-    "shape": ["shapes", "objects", "geometric shapes", "simple shapes"],
-    "colour": ["colors", "colorful objects", "bright colors"],
-    "texture": ["patterns", "textures", "patterned shapes"],
-    "background": ["background", "ground", "outdoor scene", "landscape"],
-    "part": ["edges", "parts of shapes", "shape edges"],
-}
-_TEMPLATES_CONCEPT = ["{x}", "{x}", "{x}", "{x} in the image", "images of {x}", "mostly {x}"]
+# Every word and template comes from `lexicon` (the one copy the parser reads too).
 
 
 def _category(name: str) -> str:
@@ -99,36 +45,35 @@ class _Phraser:
         """A noun phrase naming the pixels of one concept."""
         cat = _category(name)
         if cat == "shape":
-            return self.pick(_SHAPE_NOUNS[name])
+            return self.pick(SHAPE_NOUNS[name])
         if cat == "colour":
-            adj = self.pick(_COLOUR_ADJ[name])
-            return self.pick([f"{adj} objects", f"{adj} things", f"{adj} color", f"{adj} shapes",
-                              f"the color {adj}", f"{adj}"])
+            adj = self.pick(COLOUR_ADJ[name])
+            return self.pick(COLOUR_NOUN_TEMPLATES).format(adj=adj)
         if cat == "texture":
             if self.rng.random() < 0.5:
-                return self.pick(_TEXTURE_NOUN[name])
-            return f"{self.pick(_TEXTURE_ADJ[name])} {self.pick(['shapes', 'objects', 'patterns'])}"
+                return self.pick(TEXTURE_NOUN[name])
+            return f"{self.pick(TEXTURE_ADJ[name])} {self.pick(TEXTURE_HEADS)}"
         if cat == "background":
-            return self.pick(_BACKGROUND[name])
+            return self.pick(BACKGROUND[name])
         if cat == "part":
             part, shape = name.split(" of ")
-            return f"{self.pick(_PART[part])} {self.pick(_SHAPE_NOUNS[shape])}"
+            return f"{self.pick(PART[part])} {self.pick(SHAPE_NOUNS[shape])}"
         raise ValueError(name)
 
     def modified(self, modifier: str, shape: str) -> str:
         """'red circles', 'circles that are red', 'striped squares', 'squares with stripes'."""
         cat = _category(modifier)
-        things = self.pick(_SHAPE_NOUNS[shape])
-        adj = self.pick(_COLOUR_ADJ[modifier] if cat == "colour" else _TEXTURE_ADJ[modifier])
-        forms = [f"{adj} {things}", f"{adj} {things}", f"{things} that are {adj}"]
+        things = self.pick(SHAPE_NOUNS[shape])
+        adj = self.pick(COLOUR_ADJ[modifier] if cat == "colour" else TEXTURE_ADJ[modifier])
+        forms = [t.format(adj=adj, things=things) for t in MODIFIED_TEMPLATES]
         if cat == "texture":
-            forms.append(f"{things} with {self.pick(_TEXTURE_NOUN[modifier])}")
+            forms.append(MODIFIED_TEXTURE_EXTRA.format(things=things, noun=self.pick(TEXTURE_NOUN[modifier])))
         else:
-            forms.append(f"{adj} colored {things}")
+            forms.append(MODIFIED_COLOUR_EXTRA.format(adj=adj, things=things))
         return self.pick(forms)
 
     def vague(self, name: str) -> str:
-        return self.pick(_VAGUE[_category(name)])
+        return self.pick(VAGUE[_category(name)])
 
 
 def _join(p: _Phraser, a: str, b: str, words: list[str]) -> str:
@@ -145,7 +90,7 @@ def _describe(spec: UnitSpec, p: _Phraser, role: str) -> str:
     if kind == "concept":
         if role == "vague":
             return p.vague(c[0])
-        return p.pick(_TEMPLATES_CONCEPT).format(x=p.noun(c[0]))
+        return p.pick(TEMPLATES_CONCEPT).format(x=p.noun(c[0]))
     if kind == "and":
         shape = next((x for x in c if _category(x) == "shape"), None)
         if shape is not None:
@@ -153,41 +98,45 @@ def _describe(spec: UnitSpec, p: _Phraser, role: str) -> str:
             if role == "half":
                 return p.noun(p.pick([mod, shape]))
             if role == "vague":
-                return f"{p.pick(_COLOUR_ADJ[mod] if _category(mod) == 'colour' else _TEXTURE_ADJ[mod])} {p.vague(shape)}"
+                return f"{p.pick(COLOUR_ADJ[mod] if _category(mod) == 'colour' else TEXTURE_ADJ[mod])} {p.vague(shape)}"
             return p.modified(mod, shape)
         # colour and texture: "red striped shapes"
         colour, texture = (c[0], c[1]) if _category(c[0]) == "colour" else (c[1], c[0])
         if role == "half":
             return p.noun(p.pick([colour, texture]))
-        things = p.pick(["shapes", "objects", "things"])
-        return p.pick([f"{p.pick(_COLOUR_ADJ[colour])} {p.pick(_TEXTURE_ADJ[texture])} {things}",
-                       f"{p.pick(_COLOUR_ADJ[colour])} {things} with {p.pick(_TEXTURE_NOUN[texture])}"])
+        things = p.pick(OBJECT_HEADS)
+        first = COLOUR_TEXTURE_TEMPLATES[0].format(colour=p.pick(COLOUR_ADJ[colour]),
+                                                   texture=p.pick(TEXTURE_ADJ[texture]), things=things)
+        second = COLOUR_TEXTURE_TEMPLATES[1].format(colour=p.pick(COLOUR_ADJ[colour]), things=things,
+                                                    noun=p.pick(TEXTURE_NOUN[texture]))
+        return p.pick([first, second])
     if kind in ("or", "polysemantic"):
         if role == "half":
             return p.noun(c[0] if spec.gains[0] >= spec.gains[1] else c[1])
         if role == "vague" and kind == "or":
             return p.vague(c[0])
-        return _join(p, p.noun(c[0]), p.noun(c[1]), ["and", "and", "or", ","]).replace(" , ", ", ")
+        return _join(p, p.noun(c[0]), p.noun(c[1]), JOIN_WORDS).replace(" , ", ", ")
     if kind == "not":
         base, excluded = c
         if role in ("half", "vague"):
             return p.noun(base)
-        things = p.pick(_SHAPE_NOUNS[base])
+        things = p.pick(SHAPE_NOUNS[base])
         cat = _category(excluded)
-        adj = p.pick(_COLOUR_ADJ[excluded] if cat == "colour" else _TEXTURE_ADJ[excluded])
-        return p.pick([f"{things} that are not {adj}", f"non {adj} {things}", f"{things} except {adj} ones",
-                       f"{things}, but not {adj} ones", f"{things} of any color but {adj}"
-                       if cat == "colour" else f"{things} without {p.pick(_TEXTURE_NOUN[excluded])}"])
+        adj = p.pick(COLOUR_ADJ[excluded] if cat == "colour" else TEXTURE_ADJ[excluded])
+        forms = [t.format(things=things, adj=adj) for t in NOT_TEMPLATES]
+        forms.append(NOT_COLOUR_LAST.format(things=things, adj=adj) if cat == "colour"
+                     else NOT_TEXTURE_LAST.format(things=things, noun=p.pick(TEXTURE_NOUN[excluded])))
+        return p.pick(forms)
     if kind == "relation":
         a, b = c
         rel = spec.relation or "above"
         if role == "half":
             return p.noun(a)
         if role == "vague":
-            return f"{p.pick(_SHAPE_NOUNS[a])} {p.pick(['near', 'next to', 'beside', 'with'])} other shapes"
-        obj = p.pick(_SHAPE_NOUNS[b]) if p.rng.random() < 0.6 else (
-            ("an " if p.pick(_SHAPE_SINGULAR[b])[0] in "aeiou" else "a ") + p.pick(_SHAPE_SINGULAR[b]))
-        return f"{p.pick(_SHAPE_NOUNS[a])} {p.pick(_RELATION[rel])} {obj}"
+            return VAGUE_RELATION_TEMPLATE.format(a=p.pick(SHAPE_NOUNS[a]), word=p.pick(VAGUE_RELATION))
+        obj = p.pick(SHAPE_NOUNS[b]) if p.rng.random() < 0.6 else (
+            ("an " if p.pick(SHAPE_SINGULAR[b])[0] in "aeiou" else "a ") + p.pick(SHAPE_SINGULAR[b]))
+        return RELATION_TEMPLATE.format(a=p.pick(SHAPE_NOUNS[a]), rel=p.pick(RELATION[rel]), obj=obj)
     raise ValueError(kind)
 
 
