@@ -31,6 +31,7 @@ from milannotations.load import expand_configs
 from milannotations.contract import Describer, Exemplars
 from milannotations.errors import MilanError
 
+from .metrics.truth import TruthScorer
 from .protocols import Split, protocol_splits
 from .results import FLOOR_DESCRIBERS, write_run
 
@@ -95,6 +96,41 @@ class _Batch(Sequence[Exemplars]):
             yield self._units[i]
 
 
+@dataclass(frozen=True)
+class TruthUnits:
+    """What truth scoring needs of a synthetic split's test units (hidden from describers): each unit's
+    config, index and truth, the build (seed, units) of each config, and which units share a truth."""
+
+    configs: tuple[str, ...]
+    units: tuple[int, ...]
+    truths: tuple[str, ...]
+    world: tuple[tuple[str, int, int], ...]  # (config, seed, units)
+
+    @property
+    def groups(self) -> list[int]:
+        """Per unit, the index of its truth among the split's distinct truths (duplicates tie)."""
+        first = {t: g for g, t in enumerate(dict.fromkeys(self.truths))}
+        return [first[t] for t in self.truths]
+
+    def context(self, truth_scorer):
+        return truth_scorer.context(self.configs, self.units, self.truths,
+                                    {c: (seed, n) for c, seed, n in self.world})
+
+
+def _truth_units(test_ds, root) -> TruthUnits | None:
+    """The test units' truths when every one has a synthetic truth (else None: agreement only)."""
+    from milannotations.synth.build import world_of
+
+    if "truth" not in test_ds.column_names:
+        return None
+    truths = [str(t or "") for t in test_ds["truth"]]
+    if not all(truths):
+        return None
+    configs = [str(c) for c in test_ds["config"]]
+    world = tuple((c, *world_of(c, root)) for c in dict.fromkeys(configs))
+    return TruthUnits(tuple(configs), tuple(int(u) for u in test_ds["unit"]), tuple(truths), world)
+
+
 @dataclass
 class _SplitData:
     """One split's units: the train view for `fit`, the hidden-column-free test view, the references."""
@@ -107,6 +143,7 @@ class _SplitData:
     units: list[int]
     references: list[list[str]]
     revision: str
+    truth: TruthUnits | None = None  # synthetic splits: what truth scoring needs
     descriptions: list[list[str]] = field(default_factory=list)  # per trial
     fitted: list[dict] = field(default_factory=list)  # per trial: what the describer's fit decided
 
@@ -139,13 +176,14 @@ def prepare_split(split: Split, root, limit: int | None, seed: int, h) -> _Split
     test_h = hashlib.sha256()
     _fingerprint(test_h, "test", test_ids, references)
     hidden = [c for c in _HIDDEN if c in test_ds.column_names]
+    truth = _truth_units(test_ds, root)
     return _SplitData(
         split=split,
         train=UnitSet(train_ds.remove_columns([c for c in ("truth",) if c in train_ds.column_names]),
                       annotated=True),
         test=UnitSet(test_ds.remove_columns(hidden)),
         test_ids=test_ids, layers=[str(x) for x in test_ds["layer"]], units=[int(x) for x in test_ds["unit"]],
-        references=references, revision=test_h.hexdigest(),
+        references=references, revision=test_h.hexdigest(), truth=truth,
     )
 
 
@@ -515,8 +553,9 @@ def evaluate(describer: str | Describer, *, benchmark: str = "synth", protocol: 
     outcome: tuple = ("ok", None)
     if rank == 0:
         try:
+            truth_scorer = TruthScorer(seed=seed, progress=show) if any(sd.truth for sd in data) else None
             results = _score_and_write(
-                data, scorer_obj, name=name, meta=meta, trained_on=trained_on, benchmark=benchmark,
+                data, scorer_obj, truth_scorer, name=name, meta=meta, trained_on=trained_on, benchmark=benchmark,
                 protocol=protocol, scorer=scorer, limit=limit, trials=trials, seed=seed, device=device,
                 output=output, describer_args=describer_args, batch_size=batch_size,
                 revision=revision_h.hexdigest(), timing=timing, t_start=t_start, world=world)
@@ -532,39 +571,65 @@ def evaluate(describer: str | Describer, *, benchmark: str = "synth", protocol: 
     return outcome[1]
 
 
-def reference_scores(sd: _SplitData, scorer, seed: int) -> dict:
+def _scores(scorer, truth_scorer, sd: _SplitData, texts: Sequence[str]) -> dict[str, dict]:
+    """Every metric of one description per test unit: agreement, and truth on synthetic splits."""
+    groups = sd.truth.groups if sd.truth is not None else None
+    out = score_dict(scorer.score(list(texts), sd.references, revision=sd.revision, groups=groups))
+    if sd.truth is not None and truth_scorer is not None:
+        out.update(score_dict(truth_scorer.score(sd.truth.context(truth_scorer), list(texts))))
+    return out
+
+
+def reference_scores(sd: _SplitData, scorer, seed: int, truth_scorer=None) -> dict:
     """The rows every describer of a split is read against: both floors (fit on the split's training
-    units), the best floor per metric, and the annotator ceiling. The leaderboard recomputes them with
-    this same function."""
+    units), the best floor per metric, and the ceiling: the annotators' leave-one-out agreement, and on
+    synthetic splits the truth formula for truth metrics, with the annotators' own descriptions
+    scored by truth beside it (`humans`). The leaderboard recomputes them with this same function."""
     floors = {}
     for fname in FLOOR_DESCRIBERS:
         floor = create_describer(fname, seed=seed) if fname == "random-unit" else create_describer(fname)
         floor.fit(sd.train)
         texts = _describe(floor, fname, sd.test, sd.test_ids, list(range(len(sd.test_ids))), 4096, False, fname)
-        floors[fname] = score_dict(scorer.score(texts, sd.references, revision=sd.revision))
-    ceiling = score_dict(scorer.ceiling(sd.references, revision=sd.revision))
-    return {"floors": floors, "floor": best_floor(floors), "ceiling": ceiling}
+        floors[fname] = _scores(scorer, truth_scorer, sd, texts)
+    groups = sd.truth.groups if sd.truth is not None else None
+    ceiling = score_dict(scorer.ceiling(sd.references, revision=sd.revision, groups=groups))
+    out = {"floors": floors, "floor": best_floor(floors), "ceiling": ceiling}
+    if sd.truth is not None and truth_scorer is not None:
+        ctx = sd.truth.context(truth_scorer)
+        ceiling.update(score_dict(truth_scorer.ceiling(ctx)))
+        out["humans"] = score_dict(truth_scorer.humans(ctx, sd.references))
+    return out
 
 
-def method_scores(scorer, sd: _SplitData, descriptions: Sequence[Sequence[str]]) -> dict[str, dict]:
+def method_scores(scorer, sd: _SplitData, descriptions: Sequence[Sequence[str]], truth_scorer=None
+                  ) -> dict[str, dict]:
     """A describer's scores on one split: every trial's descriptions scored, then averaged over trials.
     The leaderboard recomputes submitted numbers with this same function."""
-    return mean_over_trials([score_dict(scorer.score(list(texts), sd.references, revision=sd.revision))
-                             for texts in descriptions])
+    return mean_over_trials([_scores(scorer, truth_scorer, sd, texts) for texts in descriptions])
 
 
-def _score_and_write(data: list[_SplitData], scorer_obj, *, name: str, meta, trained_on: set[str],
+def parse_report(sd: _SplitData, descriptions: Sequence[Sequence[str]]) -> dict | None:
+    """How many of a synthetic split's descriptions (all trials) the truth parser understood."""
+    if sd.truth is None:
+        return None
+    from eval.metrics.truth import parse_report as report
+
+    return report(descriptions)
+
+
+def _score_and_write(data: list[_SplitData], scorer_obj, truth_scorer, *, name: str, meta, trained_on: set[str],
                      benchmark: str, protocol: str, scorer: str, limit, trials: int, seed: int, device: str,
                      output, describer_args, batch_size: int, revision: str, timing: dict, t_start: float,
                      world: int) -> dict:
     """Rank 0's phase 2: floors, the describer's scores and the ceiling with `scorer_obj` (the `Scorer`
-    built before phase 1), then the files."""
+    built before phase 1) and, on synthetic splits, `truth_scorer`; then the files."""
     split_docs, rows = [], []
     for sd in data:
         t = time.perf_counter()
-        reference = reference_scores(sd, scorer_obj, seed)
+        reference = reference_scores(sd, scorer_obj, seed, truth_scorer)
         floors, floor, ceiling = reference["floors"], reference["floor"], reference["ceiling"]
-        method = method_scores(scorer_obj, sd, sd.descriptions)
+        method = method_scores(scorer_obj, sd, sd.descriptions, truth_scorer)
+        parsed = parse_report(sd, sd.descriptions)
         timing["score_s"] += time.perf_counter() - t
         split_docs.append({
             **sd.split.to_dict(),
@@ -573,6 +638,8 @@ def _score_and_write(data: list[_SplitData], scorer_obj, *, name: str, meta, tra
             "revision": sd.revision,
             "metrics": method, "floors": floors, "floor": floor, "ceiling": ceiling,
             "normalized": normalized_scores(method, floor, ceiling),
+            **({"humans": reference["humans"]} if "humans" in reference else {}),
+            **({"parse": parsed} if parsed is not None else {}),
             **({"fitted": sd.fitted} if any(sd.fitted) else {}),
         })
         for trial, texts in enumerate(sd.descriptions):

@@ -63,6 +63,12 @@ _SPLIT = {
         "floor": _metric_map(_FLOOR_SCORE),
         "ceiling": _metric_map(_SCORE),
         "normalized": _metric_map(_NORMALIZED_SCORE),
+        # synthetic splits: the annotators' descriptions scored by truth, and the parser's coverage
+        "humans": _metric_map(_SCORE),
+        "parse": {"type": "object", "required": ["parser", "descriptions", "parsed", "unparsed_examples"],
+                  "properties": {"parser": {"type": "string"}, "descriptions": {"type": "integer"},
+                                 "parsed": {"type": "integer"},
+                                 "unparsed_examples": {"type": "array", "items": {"type": "string"}}}},
     },
 }
 

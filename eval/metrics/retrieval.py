@@ -23,6 +23,19 @@ def unit_similarity(pair_f: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return np.maximum.reduceat(pair_f, offsets[:-1], axis=1)
 
 
+def tie_groups(sim: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+    """`sim` with every column replaced by the mean of its group's columns (units whose truth is the same
+    formula): such units cannot be told apart by any description, so they tie exactly in every row and
+    count at their expected value. None: no groups (real units), `sim` unchanged."""
+    if groups is None:
+        return np.asarray(sim, dtype=np.float64)
+    groups = np.asarray(groups)
+    ids, inverse, sizes = np.unique(groups, return_inverse=True, return_counts=True)
+    member = np.zeros((len(groups), len(ids)))
+    member[np.arange(len(groups)), inverse] = 1.0 / sizes[inverse]
+    return (np.asarray(sim, dtype=np.float64) @ member)[:, inverse]
+
+
 def retrieval_per_unit(sim: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-unit top-1 hit (expected value under ties) and reciprocal rank, from an n x n similarity matrix."""
     sim = np.asarray(sim, dtype=np.float64)

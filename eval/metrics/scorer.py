@@ -27,8 +27,11 @@ from eval.metrics.bleu import reference_streams
 from eval.metrics.bootstrap import percentile_ci, resample_counts
 from eval.metrics.cache import EmbeddingCache, entry_key
 from eval.metrics.result import MetricScore
-from eval.metrics.retrieval import SIGNATURE_TEMPLATE, retrieval_per_unit, unit_similarity
+from eval.metrics.retrieval import SIGNATURE_TEMPLATE, retrieval_per_unit, tie_groups, unit_similarity
 from eval.metrics.spec import METRICS
+
+#: The metrics this scorer computes: text against the annotators' words (truth metrics: eval.metrics.truth).
+AGREEMENT = tuple(m for m in METRICS if m.family == "agreement")
 from eval.metrics.text import normalized_inputs
 
 
@@ -90,15 +93,16 @@ class Scorer:
         self.encoder.load()  # fail now, before any describer runs, if the model is missing
 
     # ----------------------------------------------------------------- signatures
-    def signatures(self, n_refs: int) -> dict[str, str]:
-        """The signature of every metric for `n_refs` references per unit."""
+    def signatures(self, n_refs: int, tied: bool = False) -> dict[str, str]:
+        """The signature of every agreement metric for `n_refs` references per unit (`tied`: retrieval
+        ties units with the same truth formula)."""
         bert = self.config.signature
         embedding = {
             "bertscore_f1": bert,
-            "retrieval_top1": SIGNATURE_TEMPLATE.format(kind="top1", bert=bert),
-            "retrieval_mrr": SIGNATURE_TEMPLATE.format(kind="mrr", bert=bert),
+            "retrieval_top1": SIGNATURE_TEMPLATE.format(kind="top1", bert=bert) + ("|dup-truth:tie" if tied else ""),
+            "retrieval_mrr": SIGNATURE_TEMPLATE.format(kind="mrr", bert=bert) + ("|dup-truth:tie" if tied else ""),
         }
-        return {m.name: embedding[m.name] if m.embeddings else m.signature_for(n_refs) for m in METRICS}
+        return {m.name: embedding[m.name] if m.embeddings else m.signature_for(n_refs) for m in AGREEMENT}
 
     # ----------------------------------------------------------------- embeddings
     def reference_embeddings(self, flat_refs: list[str], revision: str | None) -> list[Embedded]:
@@ -125,7 +129,12 @@ class Scorer:
 
     # ----------------------------------------------------------------- core
     def _parts(
-        self, preds: list[str], refs: list[list[str]], ref_items: list[list[Embedded]], weights: TokenWeights
+        self,
+        preds: list[str],
+        refs: list[list[str]],
+        ref_items: list[list[Embedded]],
+        weights: TokenWeights,
+        groups: Sequence[int] | None = None,
     ) -> _Parts:
         offsets = np.cumsum([0] + [len(r) for r in refs])
         flat_items = [item for unit in ref_items for item in unit]
@@ -148,13 +157,13 @@ class Scorer:
             bucket=self.bucket,
         )
         pair_f = pair_f[[row[p] for p in preds]]
-        top1, rr = retrieval_per_unit(unit_similarity(pair_f, offsets))
+        top1, rr = retrieval_per_unit(tie_groups(unit_similarity(pair_f, offsets), groups))
 
         # The embedding metrics share the similarity computations above; every other metric comes
         # from its spec: per-unit values, or per-unit statistics of a corpus metric.
         per_unit = {"bertscore_f1": prf[:, 2], "retrieval_top1": top1, "retrieval_mrr": rr}
         stats = {}
-        for m in METRICS:
+        for m in AGREEMENT:
             if m.kind == "corpus":
                 stats[m.name] = m.stats(preds, refs)
             elif not m.embeddings:
@@ -178,7 +187,7 @@ class Scorer:
         n = len(next(iter(parts[0].per_unit.values())))
         counts = resample_counts(n, self.n_boot, self.seed)
         out: dict[str, MetricScore] = {}
-        for m in METRICS:
+        for m in AGREEMENT:
             name = m.name
             if m.kind == "corpus":  # e.g. sacrebleu's corpus BLEU, from its own summed statistics
                 value = float(np.mean([m.from_stats(p.stats[name].sum(axis=0)) for p in parts]))
@@ -200,19 +209,24 @@ class Scorer:
 
     # ----------------------------------------------------------------- public
     def score(
-        self, predictions: Sequence[str], references: Sequence[Sequence[str]], revision: str | None = None
+        self,
+        predictions: Sequence[str],
+        references: Sequence[Sequence[str]],
+        revision: str | None = None,
+        groups: Sequence[int] | None = None,
     ) -> dict[str, MetricScore]:
-        """All metrics of `predictions` (one per unit) against `references` (a list of strings per unit).
+        """All agreement metrics of `predictions` (one per unit) against `references` (strings per unit).
 
         Both sides are normalised as in the paper (lowercase, strip '. '). BERTScore idf comes from all
         references of this call, so scores depend on which units form the test set, as in the paper.
-        `revision` (the data fingerprint) keys the on-disk reference-embedding cache.
+        `revision` (the data fingerprint) keys the on-disk reference-embedding cache. `groups` (synthetic
+        units: the index of each unit's truth formula) makes units with the same truth tie in retrieval.
         """
         preds, refs = normalized_inputs(predictions, references)
         reference_streams(refs)  # refuse ragged references before any model work
         by_unit, weights = self._prepare_refs(refs, revision)
-        parts = self._parts(preds, refs, by_unit, weights)
-        return self._package([parts], self.signatures(len(refs[0])))
+        parts = self._parts(preds, refs, by_unit, weights, groups)
+        return self._package([parts], self.signatures(len(refs[0]), groups is not None))
 
     def bertscore(
         self, predictions: Sequence[str], references: Sequence[Sequence[str]], revision: str | None = None
@@ -229,7 +243,9 @@ class Scorer:
         prf = self._unit_prf(cand_items, [it for unit in by_unit for it in unit], offsets, weights)
         return {"precision": prf[:, 0], "recall": prf[:, 1], "f1": prf[:, 2], "signature": self.config.signature}
 
-    def ceiling(self, references: Sequence[Sequence[str]], revision: str | None = None) -> dict[str, MetricScore]:
+    def ceiling(
+        self, references: Sequence[Sequence[str]], revision: str | None = None, groups: Sequence[int] | None = None
+    ) -> dict[str, MetricScore]:
         """Human agreement: each annotator's description scored against the other annotators' (leave-one-out).
 
         For annotator slot a = 0..k-1 the predictions are every unit's a-th description and the
@@ -246,6 +262,6 @@ class Scorer:
             preds_a = [unit[a] for unit in refs]
             refs_a = [unit[:a] + unit[a + 1 :] for unit in refs]
             items_a = [unit[:a] + unit[a + 1 :] for unit in by_unit]
-            parts.append(self._parts(preds_a, refs_a, items_a, weights))
+            parts.append(self._parts(preds_a, refs_a, items_a, weights, groups))
         suffix = f"|ceiling:leave-one-out,annotators:{k}"
-        return self._package(parts, {m: s + suffix for m, s in self.signatures(k - 1).items()})
+        return self._package(parts, {m: s + suffix for m, s in self.signatures(k - 1, groups is not None).items()})

@@ -42,7 +42,7 @@ class MetricSpec:
     kind: str = "mean"  # mean: per-unit values, bootstrap over units; corpus: from summed statistics
     scale: float = 1.0  # the value's range is [0, scale] (BLEU: 100)
     embeddings: bool = False  # from float32 model embeddings: validated with the embedding tolerance
-    headline: bool = False  # the metric describers are ranked by
+    headline: bool = False  # the metric its family's view ranks describers by
     diagnostic: bool = False  # failed a sanity check: shown, never ranked
     per_unit: PerUnit | None = None  # text-only mean metrics: (predictions, references) -> per-unit values
     stats: Stats | None = None  # corpus metrics: (predictions, references) -> units x statistics
@@ -52,8 +52,10 @@ class MetricSpec:
     def __post_init__(self) -> None:
         if self.family not in FAMILIES or self.kind not in KINDS:
             raise ValueError(f"metric {self.name}: family must be one of {FAMILIES}, kind one of {KINDS}")
-        if self.kind == "corpus" and (self.stats is None or self.from_stats is None):
-            raise ValueError(f"corpus metric {self.name} needs stats and from_stats")
+        if self.kind == "corpus" and self.from_stats is None:
+            raise ValueError(f"corpus metric {self.name} needs from_stats")
+        if self.kind == "corpus" and self.family == "agreement" and self.stats is None:
+            raise ValueError(f"agreement corpus metric {self.name} needs stats")
 
     def signature_for(self, n_refs: int) -> str | None:
         """This metric's signature for `n_refs` references per unit (None: the scorer makes it)."""
@@ -63,6 +65,13 @@ class MetricSpec:
 FAMILIES = ("agreement", "truth", "faithfulness")
 KINDS = ("mean", "corpus")
 
+
+def _ratio(stats: np.ndarray) -> np.ndarray:
+    """A ratio of sums, (... x 2) -> (...): the describer's sum over units over the truth's."""
+    stats = np.asarray(stats, dtype=np.float64)
+    return np.where(stats[..., 1] != 0, stats[..., 0] / np.where(stats[..., 1] != 0, stats[..., 1], 1.0), 0.0)
+
+
 METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("bertscore_f1", "BERTScore F1", embeddings=True, headline=True),
     MetricSpec("bleu", "BLEU", kind="corpus", scale=100.0, stats=bleu_stats, from_stats=bleu_from_stats,
@@ -71,10 +80,27 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("cider", "CIDEr-D", scale=10.0, per_unit=cider_d_per_unit, signature=CIDER_SIGNATURE),
     MetricSpec("retrieval_top1", "Retrieval top-1", embeddings=True),
     MetricSpec("retrieval_mrr", "Retrieval MRR", embeddings=True),
+    # Truth: the synthetic world's formula and the unit's activations on fresh probe scenes
+    # (eval/metrics/truth.py computes them all; docs/truth.md says why each was chosen).
+    MetricSpec("truth_px_pearson", "Pixel Pearson", family="truth", headline=True),
+    MetricSpec("truth_px_iou", "Pixel IoU@1%", family="truth"),
+    MetricSpec("truth_px_pearson_norm", "Pearson / truth", family="truth", kind="corpus", from_stats=_ratio),
+    MetricSpec("truth_px_iou_norm", "IoU / truth", family="truth", kind="corpus", from_stats=_ratio),
+    MetricSpec("truth_ident_top1", "Identification top-1", family="truth"),
+    MetricSpec("truth_ident_mrr", "Identification MRR", family="truth"),
+    MetricSpec("truth_concept_f1", "Concept F1", family="truth"),
+    MetricSpec("truth_exact", "Exact formula", family="truth"),
+    MetricSpec("truth_concept_precision", "Concept precision", family="truth", diagnostic=True),
+    MetricSpec("truth_concept_recall", "Concept recall", family="truth", diagnostic=True),
 )
 
 METRIC_NAMES: tuple[str, ...] = tuple(m.name for m in METRICS)
-HEADLINE: str = next(m.name for m in METRICS if m.headline)
+#: Per family, the metric its view ranks by.
+HEADLINES: dict[str, str] = {m.family: m.name for m in METRICS if m.headline}
+HEADLINE: str = HEADLINES["agreement"]
+#: Metrics computed by the agreement `Scorer` (text against annotators); the others need the world's truth.
+AGREEMENT_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.family == "agreement")
+TRUTH_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.family == "truth")
 EMBEDDING_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.embeddings)
 _BY_NAME = {m.name: m for m in METRICS}
 

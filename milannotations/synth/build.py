@@ -278,3 +278,20 @@ def ensure_synth(root: str | Path, seed: int = 0, units: int = DEFAULT_UNITS,
                  "configs": sorted(c for c in (*SYNTH_CONFIGS, *SYNTH_NET_CONFIGS) if _built(folder, c))},
                 indent=1) + "\n")
     return folder
+
+
+def world_of(config: str, root: str | Path | None = None) -> tuple[int, int]:
+    """(seed, units) a built synthetic config was made with, from its metadata: what truth scoring
+    needs to rebuild its units exactly. `root` is the corpus folder (default: the cached build)."""
+    if root is None:
+        from ..load import default_root
+
+        folder = ensure_synth(default_root() / "synth", progress=False)
+    else:
+        folder = Path(root)
+    path = folder / "meta" / f"{config}.json"
+    try:
+        prov = json.loads(path.read_text())["provenance"]
+        return int(prov["seed"]), int(prov["units"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise MilanError(f"{path}: cannot read the synthetic build's seed and unit count ({e})") from None

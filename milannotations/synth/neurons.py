@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -153,6 +154,14 @@ class UnitMaps(nn.Module):
             self.groups.setdefault((s.kind, s.relation), []).append(u)  # type: ignore[arg-type]
         self.groups = {k: torch.tensor(v, dtype=torch.long) for k, v in self.groups.items()}
         self.noise, self.floor_noise = noise, floor_noise
+
+    def select(self, indices: Sequence[int]) -> "UnitMaps":
+        """The same units at `indices` only (same noise, same maps): cheap maps of a few units of a config."""
+        idx = torch.as_tensor(list(indices), dtype=torch.long)
+        out = UnitMaps([self.specs[int(i)] for i in idx], noise=self.noise, floor_noise=self.floor_noise)
+        for name in ("noise_mix", "first", "second", "gains"):
+            getattr(out, name).copy_(getattr(self, name)[idx])
+        return out
 
     @staticmethod
     def _sharpen(cov: torch.Tensor) -> torch.Tensor:
