@@ -59,10 +59,21 @@ def _from_file(path: str, attr: str) -> Any:
     spec = importlib.util.spec_from_file_location(mod_name, file)
     module = importlib.util.module_from_spec(spec)
     sys.modules[mod_name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:  # the user's file is input: its failure to import is one line, not a traceback
+        sys.modules.pop(mod_name, None)
+        raise MilanError(f"describer file {path}: {_import_failure(e)}") from None
     if not hasattr(module, attr):
         raise MilanError(f"{path} has no attribute {attr!r}")
     return getattr(module, attr)
+
+
+def _import_failure(e: Exception) -> str:
+    """What went wrong importing a user's describer code, in one line (where, for a syntax error)."""
+    if isinstance(e, SyntaxError):
+        return f"syntax error at line {e.lineno}: {e.msg}"
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")
 
 
 def resolve_describer(name: str) -> Any:
@@ -79,8 +90,9 @@ def resolve_describer(name: str) -> Any:
             return _from_file(target, attr)
         try:
             module = importlib.import_module(target)
-        except ModuleNotFoundError as e:
-            raise MilanError(f"cannot import module {target!r} for describer {name!r}: {e}") from e
+        except Exception as e:
+            raise MilanError(f"cannot import module {target!r} for describer {name!r}: {_import_failure(e)}"
+                             ) from None
         if not hasattr(module, attr):
             raise MilanError(f"module {target!r} has no attribute {attr!r}")
         return getattr(module, attr)

@@ -6,15 +6,17 @@ notebook can call too. Errors a user can act on print as one line, exit 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 from baselines.registry import create_describer, parse_describer_args
-from milannotations.cli import run
-from milannotations.dist import init_distributed
+from milannotations.cli import OneLineParser, run
+from milannotations.dist import check_device, init_distributed
 from milannotations.errors import MilanError
+from milannotations.fsutil import check_output_dir, check_output_file
 
 from .harness import evaluate
 from .protocols import BENCHMARKS, protocols
@@ -33,7 +35,7 @@ def _add_describer_args(p: argparse.ArgumentParser) -> None:
 
 def build_eval_parser() -> argparse.ArgumentParser:
     all_protocols = sorted({p for b in BENCHMARKS for p in protocols(b)})
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="milan-eval",
         description="Score a neuron describer against human (or synthetic ground-truth) descriptions, "
                     "with floors and the human ceiling beside every number.")
@@ -113,8 +115,21 @@ def _submit(output: Path) -> Path:
     return write_submission(output)
 
 
+def _describer_args(text: str) -> dict[str, Any]:
+    """`--describer-args`, refusing a key given twice (which value was meant is not ours to guess)."""
+    keys = [part.split("=", 1)[0].strip() for part in (text or "").split(",") if "=" in part]
+    dup = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
+    if dup is not None:
+        raise MilanError(f"--describer-args: key {dup!r} is given more than once")
+    return parse_describer_args(text)
+
+
 def _eval_command(args: argparse.Namespace) -> int:
-    describer_args = parse_describer_args(args.describer_args)
+    # Everything a user can get wrong is checked here, before the (possibly hours-long) run starts.
+    describer_args = _describer_args(args.describer_args)
+    check_device(args.device)
+    if args.output is not None:
+        check_output_dir(args.output)
     # Under `torchrun`, join the process group first: evaluate() shards the test units by rank and
     # rank 0 alone scores and writes; every rank gets the same results back.
     distributed = init_distributed(args.device)
@@ -169,11 +184,46 @@ def _load_split(name: str, split: str, root):
     return ds.add_column("_split", [split] * len(ds)) if len(ds) else None
 
 
+def _looks_like_path(units: str) -> bool:
+    """A --units value that names no config but a place on disk (so 'missing folder', not 'unknown config')."""
+    from milannotations.load import resolve_configs
+
+    try:
+        resolve_configs(units)
+        return False
+    except MilanError:
+        return os.sep in units or units.startswith(".") or Path(units).exists()
+
+
+def _ready_or_refuse(d, name: str) -> None:
+    """Refuse a describer that still needs `fit`, before any unit is loaded.
+
+    A describer that must learn first refuses to describe even no units (MilanError), and its own
+    message says what would make it ready (constant: `text=...`; milan: `checkpoint=PATH`), so that
+    is what the refusal repeats; `is_fitted`, where a describer has it, is believed as well.
+    """
+    if not callable(getattr(d, "fit", None)):
+        return
+    try:
+        d.describe([])
+        why = None
+    except MilanError as e:
+        why = str(e)
+    if why is None and getattr(d, "is_fitted", True) is not False:
+        return
+    raise MilanError(f"describer {name!r} must be trained before it can describe units"
+                     f"{f' ({why})' if why else ''}; use milan-eval, which fits it on training units")
+
+
 def _load_units(units: str, root: str | None):
     """A config/grouping name (via `milannotations.load`) or a built folder (every config in it)."""
     import datasets
 
     folder = Path(units)
+    if not folder.is_dir() and _looks_like_path(units):
+        what = "is a file, not a folder" if folder.exists() else "no such folder"
+        raise MilanError(f"--units {units}: {what} (expected a folder written by `milannotations exemplars`, "
+                         "or a config name)")
     if folder.is_dir():
         data = folder / "data"
         configs = sorted(p.name for p in data.iterdir() if p.is_dir()) if data.is_dir() else []
@@ -196,18 +246,21 @@ def describe_units(describer: str | Any, units: str, *, root: str | None = None,
     """Describe every unit of a config, grouping or exemplar folder; returns (and writes) descriptions.csv rows.
 
     No annotations are read or needed. A describer that must learn first has
-    to arrive fitted (e.g. `--describer-args checkpoint=...`); one reporting
-    `is_fitted == False` is refused before any unit is described.
+    to arrive fitted (e.g. `--describer-args checkpoint=...`); one that is not
+    (`_ready_or_refuse`) is refused, as are a bad `limit` and an unwritable
+    `output`, before any unit is loaded.
     """
     from milannotations import UnitSet
 
     from .harness import _describe, _limit_indices
 
+    if limit is not None and limit < 1:
+        raise MilanError(f"--limit must be at least 1, got {limit}")
+    if output is not None:
+        check_output_file(output)
     d = describer if not isinstance(describer, str) else create_describer(describer, **(describer_args or {}))
     name = getattr(getattr(d, "meta", None), "name", None) or str(describer)
-    if getattr(d, "is_fitted", True) is False:
-        raise MilanError(f"describer {name!r} must be trained before it can describe units: give it a "
-                         "checkpoint (--describer-args checkpoint=PATH) or use milan-eval, which fits it")
+    _ready_or_refuse(d, name)
     ds = _load_units(units, root)
     keep = _limit_indices(list(ds["unit_id"]), limit, 0)
     if len(keep) != len(ds):
@@ -223,7 +276,7 @@ def describe_units(describer: str | Any, units: str, *, root: str | None = None,
 
 
 def build_describe_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="milan-describe",
         description="Describe units that have no annotations (e.g. your own network's exemplars from "
                     "`milannotations exemplars`) and write descriptions.csv.")
@@ -241,7 +294,7 @@ def build_describe_parser() -> argparse.ArgumentParser:
 
 def _describe_command(args: argparse.Namespace) -> int:
     rows = describe_units(args.describer, args.units, root=args.root, output=args.output,
-                          describer_args=parse_describer_args(args.describer_args), limit=args.limit,
+                          describer_args=_describer_args(args.describer_args), limit=args.limit,
                           batch_size=args.batch_size, progress=not args.no_progress)
     print(f"wrote {len(rows)} descriptions to {args.output}")
     return 0

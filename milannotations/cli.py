@@ -15,8 +15,20 @@ from .errors import MilanError
 COMMANDS = ("download", "build", "join", "push", "info", "exemplars", "synth")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line on stderr (exit 2), like every other refusal.
+
+    Subparsers inherit the class, so `milannotations build --bogus` is one line too.
+    """
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="milannotations", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="milannotations",
+                           description="The MILANNOTATIONS corpus: download, build, join, push, inspect; "
+                                       "exemplars of your own network; the synthetic ground-truth corpus.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         try:

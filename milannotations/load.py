@@ -10,10 +10,14 @@ import os
 from pathlib import Path
 
 import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datasets.exceptions import DatasetGenerationError
 
 from .errors import MilanError
 from .schema import FEATURES, REAL_CONFIGS, REAL_GROUPINGS
 from .synth.catalog import SYNTH_CONFIGS, SYNTH_GROUPINGS, SYNTH_NET_CONFIGS, is_synth
+from .verify import find_unreadable, verify_config
 
 
 def default_root() -> Path:
@@ -73,10 +77,45 @@ def _load_one(config: str, folder: Path | None, repo: str | None, split: str | N
         hint = ("run `milannotations download` then `milannotations build`" if config in REAL_CONFIGS
                 else "run `milannotations synth`")
         raise MilanError(f"config {config!r} is not built under {folder}; {hint}")
-    files = {s: sorted(str(p) for p in data.glob(f"{s}-*.parquet")) for s in ("train", "test")}
-    files = {s: f for s, f in files.items() if f}
-    return datasets.load_dataset("parquet", data_files=files, features=FEATURES, split=split,
-                                 streaming=streaming)
+    files = {s: [str(p) for p in paths] for s, paths in verify_config(folder, config).items()}
+    if streaming:
+        return _stream(files, split)
+    try:
+        return datasets.load_dataset("parquet", data_files=files, features=FEATURES, split=split)
+    except (DatasetGenerationError, pa.ArrowException) as e:
+        # Footers were fine, so a page inside a file is damaged: name the file instead of two tracebacks.
+        bad = find_unreadable(files.get(split, []) if split else [p for f in files.values() for p in f])
+        if bad is None:
+            raise
+        raise MilanError(f"{bad[0]}: damaged parquet file ({str(bad[1]).splitlines()[0]}); rebuild this config"
+                         ) from e
+
+
+def _rows(paths: list[str]):
+    for path in paths:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=64, use_threads=False):
+            yield from batch.to_pylist()
+
+
+def _stream(files: dict[str, list[str]], split: str | None):
+    """Streaming datasets over local shards, read without Arrow's dataset scanner.
+
+    `datasets`' own parquet streaming reads through an Arrow dataset scanner whose C++ worker threads
+    belong to the suspended reader; a reader dropped mid-file (e.g. after `next(iter(ds))`) is freed
+    at interpreter exit after Arrow's thread pool, and the process aborts ("terminate called without
+    an active exception") or hangs. `datasets` works around it (apache/arrow#45214) only for pyarrow
+    <= 24, and collecting garbage at exit narrows the window without closing it. A plain
+    `ParquetFile.iter_batches(use_threads=False)` starts no threads, so nothing is left running.
+    Each shard is one unit of work for `datasets`' sharding (`gen_kwargs` lists).
+    """
+    def one(s: str):
+        return datasets.IterableDataset.from_generator(_rows, features=FEATURES, gen_kwargs={"paths": files[s]},
+                                                       split=datasets.Split(s))
+    if split is None:
+        return datasets.IterableDatasetDict({s: one(s) for s in files})
+    if split not in files:
+        raise MilanError(f"no {split!r} split here; splits: {', '.join(files) or 'none'}")
+    return one(split)
 
 
 def load(name: str, split: str | None = None, root: str | Path | None = None, *,
