@@ -147,6 +147,20 @@ EXTRA_ADJ: dict[str, list[str]] = {
     "dotted": ["spotty", "speckled"],
     "solid": ["plain", "flat", "uniform"],
 }
+#: Extra part phrases (singular forms and synonyms), each followed by a shape noun.
+EXTRA_PART: dict[str, list[str]] = {
+    "top edge": ["top edge of", "top of", "upper edge of", "top part of", "upper part of"],
+    "bottom edge": ["bottom edge of", "bottom of", "lower edge of", "base of", "bottom part of", "lower part of"],
+    "outline": ["outline of", "edge of", "border of", "contours of", "contour of", "boundaries of"],
+}
+#: Part nouns without a shape: that part of every shape ("outlines").
+PART_ALONE: dict[str, list[str]] = {
+    "top edge": ["top edges", "tops"],
+    "bottom edge": ["bottom edges", "bases"],
+    "outline": ["outlines", "borders", "contours"],
+}
+#: "parts of circles": all three parts of the shape.
+ALL_PARTS_OF = ["parts of", "part of"]
 #: Extra relation phrases.
 EXTRA_RELATION: dict[str, list[str]] = {
     "above": ["on top of", "atop", "higher than"],
@@ -190,6 +204,7 @@ __all__ = ["SHAPE_NOUNS", "SHAPE_SINGULAR", "COLOUR_ADJ", "TEXTURE_ADJ", "TEXTUR
            "RELATION", "VAGUE", "VAGUE_RELATION", "TEMPLATES_CONCEPT", "COLOUR_NOUN_TEMPLATES", "TEXTURE_HEADS",
            "OBJECT_HEADS", "MODIFIED_TEMPLATES", "MODIFIED_TEXTURE_EXTRA", "MODIFIED_COLOUR_EXTRA",
            "COLOUR_TEXTURE_TEMPLATES", "JOIN_WORDS", "NOT_TEMPLATES", "NOT_COLOUR_LAST", "NOT_TEXTURE_LAST",
-           "RELATION_TEMPLATE", "VAGUE_RELATION_TEMPLATE", "EXTRA_NOUNS", "EXTRA_ADJ", "EXTRA_RELATION",
+           "RELATION_TEMPLATE", "VAGUE_RELATION_TEMPLATE", "EXTRA_NOUNS", "EXTRA_ADJ", "EXTRA_PART", "PART_ALONE",
+           "ALL_PARTS_OF", "EXTRA_RELATION",
            "FILLER", "NEUTRAL_HEADS", "PATTERN_HEADS", "COLOUR_HEADS", "PATTERN_ADJ", "OBJECT_ADJ",
            "NEG_PREFIX", "NEG_POST", "CLAUSE", "WITH", "ON", "AND_WORDS", "OR_WORDS"]
