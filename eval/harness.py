@@ -127,7 +127,10 @@ def _truth_units(test_ds, root) -> TruthUnits | None:
     if not all(truths):
         return None
     configs = [str(c) for c in test_ds["config"]]
-    world = tuple((c, *world_of(c, root)) for c in dict.fromkeys(configs))
+    built = {c: world_of(c, root) for c in dict.fromkeys(configs)}
+    if any(w is None for w in built.values()):
+        return None  # synthetic-like rows not made by milannotations.synth: no world to check them in
+    world = tuple((c, *w) for c, w in built.items())  # type: ignore[misc]
     return TruthUnits(tuple(configs), tuple(int(u) for u in test_ds["unit"]), tuple(truths), world)
 
 

@@ -29,7 +29,7 @@ from milannotations.load import expand_configs
 from .submission import (DESCRIPTIONS, META, META_FIELDS, RESULTS, Submission, load_submission, submission_dir,
                          variant)
 
-SECTIONS = ("metrics", "ceiling", "floor")
+SECTIONS = ("metrics", "ceiling", "floor", "humans")  # "humans": synthetic splits only (truth metrics)
 #: The normalized score is arithmetic on the claimed numbers; it must match them this closely.
 ARITHMETIC_TOLERANCE = 1e-9
 _SHOW = 5  # unit ids listed per problem before "and N more"
@@ -99,8 +99,17 @@ class _Context:
         self.corpus_root = corpus_root
         self.device = device
         self._scorers: dict[tuple, Any] = {}
+        self._truth: dict[int, Any] = {}
         self._splits: dict[tuple, Any] = {}
         self._refs: dict[tuple, dict] = {}
+
+    def truth_scorer(self, seed: int):
+        """The harness's truth scorer (synthetic splits); its probe sums are shared by every submission."""
+        from eval.metrics.truth import TruthScorer
+
+        if seed not in self._truth:
+            self._truth[seed] = TruthScorer(seed=seed)
+        return self._truth[seed]
 
     def scorer(self, name: str, seed: int):
         from eval.metrics import Scorer
@@ -128,7 +137,7 @@ class _Context:
         # the Split (frozen) names the train configs the floors are fit on; the revision, the test units
         key = (sd.split, sd.revision, scorer_name, seed)
         if key not in self._refs:
-            self._refs[key] = reference_scores(sd, self.scorer(scorer_name, seed), seed)
+            self._refs[key] = reference_scores(sd, self.scorer(scorer_name, seed), seed, self.truth_scorer(seed))
         return self._refs[key]
 
 
@@ -318,7 +327,7 @@ def validate_submission(path: str | Path, *, corpus_root: str | Path | None = No
     splits or none) only when they all pass. This is how submissions follow a change of a metric's
     definition without rerunning their describers: the descriptions are the submission.
     """
-    from eval.harness import method_scores, normalized_scores
+    from eval.harness import method_scores, normalized_scores, parse_report
     from eval.results import read_descriptions, results_errors
 
     path = Path(path)
@@ -383,18 +392,27 @@ def validate_submission(path: str | Path, *, corpus_root: str | Path | None = No
     for sd, claimed in zip(data, r["splits"]):
         name = sd.split.name
         try:
-            method = method_scores(scorer, sd, texts[name])
+            method = method_scores(scorer, sd, texts[name], ctx.truth_scorer(int(r["seed"])))
             side = ctx.references_side(sd, r["scorer"], int(r["seed"]))
         except MilanError as e:
             rep.error(f"split {name!r}: cannot rescore: {e}")
             continue
         recomputed = {"metrics": method, "ceiling": side["ceiling"], "floor": side["floor"]}
+        if "humans" in side:
+            recomputed["humans"] = side["humans"]
+        parsed = parse_report(sd, texts[name])
         if rescore:
             claimed.update(recomputed, floors=side["floors"],
                            normalized=normalized_scores(method, side["floor"], side["ceiling"]))
+            if parsed is not None:
+                claimed["parse"] = parsed
             continue
         for section in SECTIONS:
-            _compare(rep, name, section, claimed[section], recomputed[section], tolerance, embedding_tolerance)
+            if section in claimed or section in recomputed:
+                _compare(rep, name, section, claimed.get(section, {}), recomputed.get(section, {}), tolerance,
+                         embedding_tolerance)
+        if parsed != claimed.get("parse"):
+            rep.error(f"split {name!r}: parse report {claimed.get('parse')!r} is not the parser's {parsed!r}")
         for fname, scores in side["floors"].items():
             _compare(rep, name, f"floors.{fname}", claimed["floors"].get(fname, {}), scores, tolerance,
                      embedding_tolerance)

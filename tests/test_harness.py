@@ -385,7 +385,7 @@ def _dist_worker(rank: int, world: int, init_file: str, root: str, out_dir: str)
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     # scoring is tested elsewhere; here what rank 0 receives is the point
-    harness._score_and_write = lambda data, scorer_obj, **kw: {"ids": data[0].test_ids,
+    harness._score_and_write = lambda data, scorer_obj, truth_scorer, **kw: {"ids": data[0].test_ids,
                                                                "texts": data[0].descriptions[0]}
     metrics.Scorer = lambda **kw: None  # no BERTScore model is needed to check the sharding
     record = {}

@@ -10,7 +10,8 @@ import pytest
 import sacrebleu
 import torch
 
-from eval.metrics import METRIC_NAMES, MetricScore, Scorer
+from eval.metrics import MetricScore, Scorer
+from eval.metrics.spec import AGREEMENT_METRICS
 from eval.metrics.bertscore import CLAMP_TAG, TokenWeights, greedy_matrix, greedy_pairs, length_buckets
 from eval.metrics.bleu import bleu_from_stats, bleu_stats
 from eval.metrics.bootstrap import mean_ci, resample_counts
@@ -49,7 +50,7 @@ def scores(scorer) -> dict[str, MetricScore]:
 
 
 def test_score_returns_every_metric_with_signature_and_interval(scores):
-    assert tuple(scores) == METRIC_NAMES
+    assert tuple(scores) == AGREEMENT_METRICS  # truth metrics: eval.metrics.truth
     for name, s in scores.items():
         assert s.ci95[0] <= s.value <= s.ci95[1], name
         assert s.to_dict() == {"value": s.value, "ci95": list(s.ci95), "signature": s.signature}
@@ -290,7 +291,7 @@ def test_bucketing_changes_no_number_and_long_descriptions_pad_only_themselves(s
     plain.encoder.remember(sentences, bucketed.encoder.encode(sentences))
     a = plain.score(preds, refs)
     assert plain.encoder.model_calls == 0
-    for name in METRIC_NAMES:
+    for name in AGREEMENT_METRICS:
         if name != "bleu":
             np.testing.assert_allclose(b[name].per_unit, a[name].per_unit, atol=1e-6, err_msg=name)
         assert b[name].value == pytest.approx(a[name].value, abs=1e-6), name
@@ -485,18 +486,20 @@ def test_one_metric_table_feeds_every_consumer(scorer, scores, monkeypatch):
                                     ("eval.metrics.scorer", "leaderboard.render", "leaderboard.validate"))
 
     names = tuple(m.name for m in spec.METRICS)
-    assert tuple(scores) == names == metric_names() == render.METRICS
+    assert names == metric_names() == render.METRICS
+    assert tuple(scores) == spec.AGREEMENT_METRICS == tuple(m.name for m in spec.METRICS if m.family == "agreement")
+    assert spec.TRUTH_METRICS == tuple(m.name for m in spec.METRICS if m.family == "truth")
     assert render.METRIC_LABELS == {m.name: m.label for m in spec.METRICS} and render.HEADLINE == "bertscore_f1"
     assert validate.EMBEDDING_METRICS == ("bertscore_f1", "retrieval_top1", "retrieval_mrr")
-    assert all(scores[m.name].signature == (m.signature_for(3) or scores[m.name].signature) for m in spec.METRICS)
+    assert all(scores[m.name].signature == (m.signature_for(3) or scores[m.name].signature) for m in scorer_mod.AGREEMENT)
     # a metric declared only in the table: the word count of the description, a per-unit mean
     words = spec.MetricSpec("words", "Words", scale=15.0, per_unit=lambda p, r: [len(x.split()) for x in p],
                             signature="words|v1")
-    monkeypatch.setattr(scorer_mod, "METRICS", spec.METRICS + (words,))
+    monkeypatch.setattr(scorer_mod, "AGREEMENT", scorer_mod.AGREEMENT + (words,))
     out = scorer.score(["red circle", "a blue square here"], [["x", "y", "z"], ["u", "v", "w"]])
     assert out["words"].value == 3.0 and out["words"].signature == "words|v1" and out["words"].per_unit == [2, 4]
-    assert set(out) == set(names) | {"words"}
-    with pytest.raises(ValueError, match="needs stats and from_stats"):
+    assert set(out) == set(spec.AGREEMENT_METRICS) | {"words"}
+    with pytest.raises(ValueError, match="needs stats"):
         dataclasses.replace(spec.metric("bleu"), stats=None)
     with pytest.raises(KeyError, match="known: bertscore_f1"):
         spec.metric("meteor")

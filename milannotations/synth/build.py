@@ -280,9 +280,10 @@ def ensure_synth(root: str | Path, seed: int = 0, units: int = DEFAULT_UNITS,
     return folder
 
 
-def world_of(config: str, root: str | Path | None = None) -> tuple[int, int]:
+def world_of(config: str, root: str | Path | None = None) -> tuple[int, int] | None:
     """(seed, units) a built synthetic config was made with, from its metadata: what truth scoring
-    needs to rebuild its units exactly. `root` is the corpus folder (default: the cached build)."""
+    needs to rebuild its units exactly. `root` is the corpus folder (default: the cached build).
+    None when the config was not made by this builder (e.g. a hand-written synthetic-like corpus)."""
     if root is None:
         from ..load import default_root
 
@@ -291,7 +292,9 @@ def world_of(config: str, root: str | Path | None = None) -> tuple[int, int]:
         folder = Path(root)
     path = folder / "meta" / f"{config}.json"
     try:
-        prov = json.loads(path.read_text())["provenance"]
+        prov = json.loads(path.read_text()).get("provenance") or {}
+        if not str(prov.get("builder", "")).startswith("milannotations.synth"):
+            return None
         return int(prov["seed"]), int(prov["units"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise MilanError(f"{path}: cannot read the synthetic build's seed and unit count ({e})") from None
