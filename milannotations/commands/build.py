@@ -11,8 +11,9 @@ def register(sub) -> None:
                        description=__doc__)
     p.add_argument("configs", nargs="*", metavar="CONFIG", help="configs to build (default: every zip found)")
     p.add_argument("--zip-dir", required=True, help="folder holding <config>.zip (see `milannotations download`)")
-    p.add_argument("--out", required=True, help="dataset folder to write (name it `milannotations` to load it "
-                                                "with load_dataset(\"milannotations\", ...) from its parent)")
+    p.add_argument("--out", default=None,
+                   help="dataset folder to write (default: $XDG_CACHE_HOME/milannotations/corpus, where "
+                        "milannotations.load and info look); load it from anywhere with load_dataset(PATH, CONFIG)")
     add_image_source_args(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
@@ -20,7 +21,10 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..build import build
+    from ..fsutil import check_corpus_dir
+    from ..load import default_root
 
+    args.out = str(check_corpus_dir(args.out or default_root() / "corpus"))
     built = build(args.zip_dir, args.out, args.configs or None, imagenet=args.imagenet,
                   places365=args.places365, legacy_resize=args.legacy_resize, progress=not args.no_progress)
     print(f"built {', '.join(built)} into {args.out}")

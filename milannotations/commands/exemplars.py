@@ -13,8 +13,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from ..dist import init_distributed
+from ..dist import check_device, init_distributed
 from ..errors import MilanError
+from ..fsutil import check_corpus_dir
 
 
 def register(subparsers) -> None:
@@ -71,12 +72,22 @@ def _remove_empty(work: Path) -> None:
             return
 
 
+def _remove_empty_tree(folder: Path) -> None:
+    """Remove `folder` if it holds no files (only empty folders); kept chunks of a run stay."""
+    if folder.is_dir() and not any(p.is_file() for p in folder.rglob("*")):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..writer import ConfigMeta
     from ..exemplars import ImageFolderDataset, compute_exemplars, default_transform, write_exemplar_config
     from ..exemplars.models import load_model
 
+    check_device(args.device)
+    check_corpus_dir(args.out)
+    created = not args.out.exists()
     distributed = init_distributed(args.device)
+    rank = 0
     try:
         import torch.distributed as dist
 
@@ -85,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
         if not args.name or "/" in args.name:
             raise MilanError(f"--name {args.name!r}: a config name must be non-empty and contain no '/'")
         dataset = ImageFolderDataset(args.images, default_transform(args.resize, args.crop), strict=args.strict)
+        if args.k > len(dataset):  # otherwise every unit would hold fewer exemplars than its metadata says
+            raise MilanError(f"--k {args.k}: {args.images} holds only {len(dataset)} images; "
+                             f"give --k {len(dataset)} or fewer")
         loaded = load_model(args.model, args.weights, normalize=args.normalize)
         work = args.out / ".exemplars-work" / args.name / _run_key(args, dataset.files)
         progress = not args.no_progress and rank == 0
@@ -96,6 +110,9 @@ def run(args: argparse.Namespace) -> int:
                                       batch_size=args.batch_size, device=args.device,
                                       normalize=loaded.normalize, progress=progress, work_dir=work,
                                       chunk_size=args.chunk_size, num_workers=args.workers)
+            if stats.images < args.k:
+                raise MilanError(f"--k {args.k}: only {stats.images} of the {len(dataset)} images in "
+                                 f"{args.images} are readable; give --k {stats.images} or fewer")
         except MilanError:
             if rank == 0:
                 _remove_empty(work)  # keep finished chunks for a resume, but no empty folders
@@ -118,6 +135,10 @@ def run(args: argparse.Namespace) -> int:
             n_units = sum(stats.units(layer) for layer in layers)
             print(f"wrote {n_units} units of {args.name} to {path}")
         return 0
+    except BaseException:
+        if rank == 0 and created:
+            _remove_empty_tree(args.out)  # a failed first run leaves no empty --out behind
+        raise
     finally:
         if distributed:
             import torch.distributed as dist

@@ -9,7 +9,8 @@ from . import add_image_source_args
 def register(sub) -> None:
     p = sub.add_parser("join", help="add locally held source images to a built folder", description=__doc__)
     p.add_argument("configs", nargs="*", metavar="CONFIG", help="configs to join (default: every one needing it)")
-    p.add_argument("--out", required=True, help="the built dataset folder to update in place")
+    p.add_argument("--out", default=None, help="the built dataset folder to update in place "
+                                               "(default: $XDG_CACHE_HOME/milannotations/corpus, where build writes)")
     add_image_source_args(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
@@ -18,6 +19,9 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import MilanError
     from ..imagejoin import join_folder, open_sources
+    from ..load import default_root
+
+    args.out = args.out or str(default_root() / "corpus")
 
     sources = open_sources({"imagenet": args.imagenet, "places365": args.places365}, args.legacy_resize)
     if not sources:

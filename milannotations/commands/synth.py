@@ -31,8 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ..fsutil import check_corpus_dir
     from ..synth.build import build_synth
 
+    check_corpus_dir(args.out)
     out = build_synth(args.out, seed=args.seed, units=args.units, configs=args.configs,
                       pool_size=args.pool_size,
                       progress=not args.quiet, cache_dir=args.backbone_cache,

@@ -10,6 +10,7 @@ MilanError naming the file.
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -64,6 +65,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         self.files = list_images(self.root)
         self.transform = transform or default_transform()
         self.strict = strict
+        self._named: set[Path] = set()
 
     def __len__(self) -> int:
         return len(self.files)
@@ -76,5 +78,8 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         except (OSError, UnidentifiedImageError, ValueError) as e:
             if self.strict:
                 raise MilanError(f"cannot read image {path}: {e} (drop --strict to skip unreadable images)")
+            if path not in self._named:  # name each skipped file once; the count alone does not say which
+                self._named.add(path)
+                print(f"exemplars: skipping unreadable image {path}: {str(e).splitlines()[0]}", file=sys.stderr)
             return None
         return self.transform(image)
