@@ -3,6 +3,11 @@
     milan-leaderboard validate [PATH ...]      # default: every submission; exit 1 if any is refused
     milan-leaderboard rescore [PATH ...]       # rewrite their numbers from descriptions.csv (metric changes)
     milan-leaderboard render [--submissions DIR] [--out DIR]
+
+`validate` and `rescore` write what they found into the validation record
+(`validated.json` beside the submissions folder: each submission's file hashes
+and outcome); `render` publishes only submissions whose files still match a
+valid entry there, and names the others.
 """
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from milannotations.cli import run
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from .submission import SUBMISSIONS_ROOT, find_submissions
+    from .submission import SUBMISSIONS_ROOT, file_hashes, find_submissions
     from .validate import validate_paths
 
     paths = [Path(p) for p in args.paths]
@@ -30,9 +35,13 @@ def _validate(args: argparse.Namespace) -> int:
             inner = find_submissions(p) if p.is_dir() and not (p / "results.json").exists() else []
             expanded.extend(inner or [p])
         paths = expanded
+    rescore = args.command == "rescore"
+    before = {p: file_hashes(p) for p in paths}
     reports = validate_paths(paths, corpus_root=args.root, tolerance=args.tolerance,
                              embedding_tolerance=args.embedding_tolerance, recompute=not args.no_recompute,
-                             device=args.device, rescore=args.command == "rescore")
+                             device=args.device, rescore=rescore)
+    if not args.no_recompute:  # a check that recomputed nothing validates nothing: the record is left alone
+        _record(args, paths, reports, before, "rescore" if rescore else "validate")
     refused = 0
     for rep in reports:
         for pr in rep.problems:
@@ -44,10 +53,35 @@ def _validate(args: argparse.Namespace) -> int:
     return 1 if refused else 0
 
 
+def _record(args: argparse.Namespace, paths, reports, before: dict, mode: str) -> None:
+    """Write each report into its validation record: the files' hashes and the outcome. A validated
+    submission whose files changed while it was checked is recorded as refused (what was checked is not
+    what is there); a rescored one is hashed after its results.json was rewritten."""
+    from .submission import file_hashes, record_entry, record_key, record_path_of, write_record
+
+    by_record: dict[Path, dict[str, dict]] = {}
+    for path, rep in zip(paths, reports):
+        record = Path(args.record) if args.record else record_path_of(path)
+        now = file_hashes(path)
+        errors = [str(pr) for pr in rep.errors]
+        valid = rep.ok
+        if mode == "validate" and now != before.get(path):
+            valid, errors = False, [f"{rep.name}: files changed while being validated"]
+        by_record.setdefault(record, {})[record_key(path, record)] = record_entry(
+            valid=valid, hashes=now, mode=mode, summary=rep.summary, errors=errors)
+    for record, entries in by_record.items():
+        try:
+            write_record(record, entries)
+        except OSError as e:
+            print(f"milan-leaderboard: cannot write the validation record {record}: {e}", file=sys.stderr)
+            continue
+        print(f"validation record: {record} ({len(entries)} submission(s))")
+
+
 def _render(args: argparse.Namespace) -> int:
     from .render import render
 
-    md, page = render(args.submissions, args.out)
+    md, page = render(args.submissions, args.out, record=args.record)
     print(f"wrote {md} and {page}")
     return 0
 
@@ -73,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("render", help="write README.md and index.html from the submissions")
     r.add_argument("--submissions", default=None, help="submissions folder (default: leaderboard/submissions)")
     r.add_argument("--out", default=None, help="output folder (default: leaderboard/)")
+    r.add_argument("--record", default=None,
+                   help="validation record to publish from (default: validated.json beside the submissions "
+                        "folder); submissions without a valid entry matching their files are left out")
     r.set_defaults(func=_render)
     return parser
 
@@ -84,6 +121,9 @@ def _submission_args(v: argparse.ArgumentParser) -> None:
     v.add_argument("--root", default=None, help="corpus folder or Hub id the benchmark data is loaded from "
                                                 "(default: the milannotations cache)")
     v.add_argument("--device", default="cpu")
+    v.add_argument("--record", default=None,
+                   help="validation record to write the outcome and file hashes into (default: validated.json "
+                        "beside each submission's submissions folder, e.g. leaderboard/validated.json)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,12 +13,13 @@ Submitters never type a number: `milan-eval ... --submit` (or
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from milannotations.errors import MilanError
 from milannotations.fsutil import replace_path, staging_dir
@@ -29,6 +30,9 @@ RESULTS = "results.json"
 DESCRIPTIONS = "descriptions.csv"
 META = "meta.json"
 FILES = (RESULTS, DESCRIPTIONS, META)
+#: The validation record `milan-leaderboard validate` writes beside the submissions folder.
+RECORD = "validated.json"
+ORACLE_NOTE = "oracle segmenter: upper bound"
 #: meta.json keys and their JSON types.
 META_FIELDS: dict[str, type | tuple[type, ...]] = {
     "name": str, "version": str, "authors": list, "link": str, "trained_on": list,
@@ -88,10 +92,19 @@ class Submission:
         return f"{self.describer} ({v})" if v else self.describer
 
     @property
+    def oracle(self) -> bool:
+        """Whether the describer saw the world's true masks (an oracle segmenter): an upper bound, shown as a
+        reference row, never ranked. `results.describer.oracle` says so; files written before that field
+        existed fall back to the run's arguments (`segmenter=oracle`)."""
+        d = self.results.get("describer") or {}
+        if isinstance(d.get("oracle"), bool):
+            return d["oracle"]
+        return str((d.get("args") or {}).get("segmenter", "")) == "oracle"
+
+    @property
     def note(self) -> str:
         """A caveat readers must see beside the name (an oracle segmenter is an upper bound, not a method)."""
-        ref = str((self.results.get("describer") or {}).get("reference") or "")
-        return "oracle segmenter: upper bound" if "ORACLE" in ref else ""
+        return ORACLE_NOTE if self.oracle else ""
 
     @property
     def descriptions_path(self) -> Path:
@@ -206,3 +219,92 @@ def submit(output_dir: str | Path, results: Mapping[str, Any], *, root: str | Pa
     the output folder byte for byte with `write_submission(output_dir)`)."""
     return write_submission(results, descriptions=Path(output_dir) / DESCRIPTIONS, root=root,
                             authors=authors, link=link)
+
+
+# --------------------------------------------------------------------------- validation record
+
+def file_hashes(path: str | Path) -> dict[str, str]:
+    """sha256 of each submission file present in folder `path` (missing files are left out)."""
+    out = {}
+    for name in FILES:
+        f = Path(path) / name
+        if f.is_file():
+            out[name] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return out
+
+
+def record_path(root: str | Path | None = None) -> Path:
+    """Where the validation record of the submissions under `root` lives: beside that folder
+    (`leaderboard/validated.json` for the repository's `leaderboard/submissions`)."""
+    base = Path(root) if root is not None else SUBMISSIONS_ROOT
+    return base.resolve().parent / RECORD
+
+
+def record_path_of(submission: str | Path) -> Path:
+    """The record a submission folder `<root>/<describer>/<benchmark>-<protocol>` is validated into."""
+    return record_path(Path(submission).resolve().parent.parent)
+
+
+def record_key(submission: str | Path, record: str | Path) -> str:
+    """A submission's key in `record`: its folder relative to the record's folder (posix), so the record
+    stays true when the checkout moves; an absolute path when the folder lies elsewhere."""
+    p, base = Path(submission).resolve(), Path(record).resolve().parent
+    try:
+        return p.relative_to(base).as_posix()
+    except ValueError:
+        return p.as_posix()
+
+
+def read_record(record: str | Path) -> dict[str, dict]:
+    """The entries of a validation record ({} when there is none); a damaged record is a MilanError."""
+    path = Path(record)
+    if not path.is_file():
+        return {}
+    doc = _read_json(path, RECORD)
+    entries = doc.get("submissions")
+    if doc.get("format") != 1 or not isinstance(entries, dict):
+        raise MilanError(f"{path}: not a validation record (expected format 1 with a 'submissions' object)")
+    return {str(k): v for k, v in entries.items() if isinstance(v, dict)}
+
+
+def write_record(record: str | Path, entries: Mapping[str, dict]) -> Path:
+    """Merge `entries` (key -> entry) into the record at `record`, atomically; other entries are kept."""
+    from milannotations.fsutil import atomic_write_text
+
+    path = Path(record)
+    try:
+        merged = read_record(path)
+    except MilanError:
+        merged = {}  # a damaged record is replaced: it validated nothing
+    merged.update(entries)
+    doc = {"format": 1,
+           "about": "written by `milan-leaderboard validate`/`rescore`: the sha256 of each submission's files "
+                    "when every number was recomputed, and the outcome; `render` publishes a submission only "
+                    "when its files still have these hashes and the outcome is valid",
+           "submissions": dict(sorted(merged.items()))}
+    atomic_write_text(path, json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+    return path
+
+
+def record_entry(*, valid: bool, hashes: Mapping[str, str], mode: str, summary: str = "",
+                 errors: Iterable[str] = ()) -> dict:
+    """One submission's line of the record."""
+    return {"outcome": "valid" if valid else "refused", "mode": mode, "recomputed": True,
+            "files": dict(hashes), "summary": summary, "errors": list(errors)[:5],
+            "date": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()}
+
+
+def record_status(submission: str | Path, entries: Mapping[str, dict], record: str | Path) -> str | None:
+    """None when `submission` has a valid record entry whose hashes are its files' hashes now; otherwise
+    why it must not be published."""
+    entry = entries.get(record_key(submission, record))
+    if entry is None:
+        return "not validated (no entry in the validation record)"
+    if entry.get("outcome") != "valid" or entry.get("recomputed") is not True:
+        errs = "; ".join(str(e) for e in entry.get("errors") or [])
+        return "refused by validation" + (f" ({errs})" if errs else "")
+    now = file_hashes(submission)
+    changed = [f for f in FILES if now.get(f) != (entry.get("files") or {}).get(f)]
+    if changed:
+        return f"changed since validation ({', '.join(changed)})"
+    return None

@@ -54,6 +54,17 @@ def board(tmp_path_factory):
     return {"base": base, "corpus": corpus, "subs": subs, "constant": constant, "evil": evil}
 
 
+@pytest.fixture(scope="module")
+def validated(board):
+    """The board's submissions validated by the CLI, which writes the validation record render publishes from
+    (`validated.json` beside the submissions folder); render leaves out anything without a matching entry."""
+    from leaderboard.cli import main
+
+    assert main(["validate", "--root", str(board["corpus"]), str(board["subs"])]) == 0
+    assert (board["subs"].parent / "validated.json").is_file()
+    return board
+
+
 def _copy(board, name: str) -> Path:
     """A copy of the constant submission under another submissions root (same relative folder)."""
     src: Path = board["constant"]
@@ -209,7 +220,8 @@ def test_cli_validate_exit_codes(board, capsys):
     assert "REFUSED: constant/synth-within-network" in captured.out
 
 
-def test_markdown_escapes_submitted_strings(board, tmp_path):
+def test_markdown_escapes_submitted_strings(validated, tmp_path):
+    board = validated
     from leaderboard.render import render
 
     md, page = render(board["subs"], tmp_path)
@@ -244,7 +256,8 @@ needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian'
 
 
 @needs_chromium
-def test_page_renders_in_headless_chromium(board, tmp_path):
+def test_page_renders_in_headless_chromium(validated, tmp_path):
+    board = validated
     from leaderboard.render import render
 
     _, page = render(board["subs"], tmp_path / "site")
@@ -324,8 +337,9 @@ def test_seed_does_not_render_when_validation_fails(monkeypatch, capsys):
 
 
 @needs_chromium
-def test_page_sorts_rows_by_a_column(board, tmp_path):
+def test_page_sorts_rows_by_a_column(validated, tmp_path):
     """`?sort=4&dir=asc` runs the same code as a click on the 5th header (normalized score)."""
+    board = validated
     from leaderboard.render import render
 
     _, page = render(board["subs"], tmp_path / "site")
