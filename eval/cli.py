@@ -124,12 +124,33 @@ def _describer_args(text: str) -> dict[str, Any]:
     return parse_describer_args(text)
 
 
+def _quiet_libraries() -> None:
+    """--no-progress: also silence the bars `datasets`, `transformers` and `huggingface_hub` draw themselves."""
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def _check_root(root: str | None) -> None:
+    """A local --root that does not exist, refused before the scorer or any describer is loaded."""
+    hub_id = "/" in root and not root.startswith((".", "/")) if root else False  # as milannotations.load reads it
+    if root is not None and not hub_id and not Path(root).exists():
+        raise MilanError(f"--root {root}: no such folder; build it with `milannotations build` or "
+                         "`milannotations synth`")
+
+
 def _eval_command(args: argparse.Namespace) -> int:
     # Everything a user can get wrong is checked here, before the (possibly hours-long) run starts.
     describer_args = _describer_args(args.describer_args)
     check_device(args.device)
     if args.output is not None:
         check_output_dir(args.output)
+    _check_root(args.root)
+    if args.no_progress:
+        _quiet_libraries()
     # Under `torchrun`, join the process group first: evaluate() shards the test units by rank and
     # rank 0 alone scores and writes; every rank gets the same results back.
     distributed = init_distributed(args.device)
@@ -293,6 +314,8 @@ def build_describe_parser() -> argparse.ArgumentParser:
 
 
 def _describe_command(args: argparse.Namespace) -> int:
+    if args.no_progress:
+        _quiet_libraries()
     rows = describe_units(args.describer, args.units, root=args.root, output=args.output,
                           describer_args=_describer_args(args.describer_args), limit=args.limit,
                           batch_size=args.batch_size, progress=not args.no_progress)
