@@ -210,3 +210,23 @@ def test_console_scripts_themselves(sandbox, tmp_path, script, argv, names):
                           capture_output=True, text=True, timeout=120)
     assert not _check(script, argv, names, proc.returncode, proc.stderr)
     assert _snapshot(sandbox["box"]) == before
+
+
+def test_help_is_for_users_and_docs_use_real_flags(capsys):
+    from milannotations.cli import build_parser
+
+    text = build_parser().format_help()
+    assert "milannotations.commands" not in text and "subcommand lives" not in text
+    eval_md = (ROOT / "docs" / "eval.md").read_text()
+    assert "exemplars ... --output" not in eval_md and "exemplars ... --out " in eval_md
+
+
+def test_info_without_root_lists_the_synthetic_cache(sandbox, tmp_path, monkeypatch, capsys):
+    from milannotations.cli import main
+
+    synth = tmp_path / "milannotations" / "synth" / "v0-test"
+    shutil.copytree(sandbox["corpus"], synth)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert str(synth) in out and "synth-shallow-plain" in out

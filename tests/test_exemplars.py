@@ -313,11 +313,12 @@ def test_unreadable_images_skipped_or_refused(world, tmp_path, capsys):
     assert [p.name for p in ds.files] == ["0.png", "1.png", "1b.png", "2.png"]  # flat folder: sorted names
     stats = compute_exemplars(world["model"], ["layer4"], ds, k=2, progress=False, batch_size=4)
     assert (stats.images, stats.skipped) == (3, 1)
+    assert f"skipping unreadable image {folder / '1b.png'}" in capsys.readouterr().err  # named, not only counted
     assert set(stats.top_ids["layer4"].reshape(-1).tolist()) <= {0, 1, 3}  # id 2 (unreadable) never appears
     args = ["exemplars", "--model", "torchvision:resnet18", "--weights", str(world["weights"]), "--images",
             str(folder), "--layers", "layer4", "--name", "x", "--out", str(tmp_path / "o"), "--strict",
-            "--resize", str(SIZE), "--crop", str(SIZE), "--no-progress"]
+            "--k", "2", "--resize", str(SIZE), "--crop", str(SIZE), "--no-progress"]
     assert cli_main(args) == 2
     err = capsys.readouterr().err
     assert "cannot read image" in err and "1b.png" in err and len(err.strip().splitlines()) <= 2
-    assert not (tmp_path / "o" / "data").exists()  # nothing half-written
+    assert not (tmp_path / "o").exists()  # nothing half-written, not even an empty --out

@@ -148,7 +148,7 @@ def test_ids_beyond_the_folder_are_refused(world, tmp_path, capsys):
     tmp, _ = world
     small = tmp_path / "small"
     make_imagefolder(small, 1, 3, _draw, ext=".png")
-    out = tmp_path / "milannotations"
+    out = tmp_path / "corpus-refused"
     rc = cli(["build", "--zip-dir", str(tmp / "zips"), "--out", str(out), "--imagenet", str(small), "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 2 and "unit" in err and "beyond the 3 images" in err and "ids.csv" in err
