@@ -40,8 +40,12 @@ def _validate(args: argparse.Namespace) -> int:
     reports = validate_paths(paths, corpus_root=args.root, tolerance=args.tolerance,
                              embedding_tolerance=args.embedding_tolerance, recompute=not args.no_recompute,
                              device=args.device, rescore=rescore)
+    if not rescore:  # what was checked must be what is there
+        for path, rep in zip(paths, reports):
+            if file_hashes(path) != before[path]:
+                rep.error("files changed while being validated; validate again")
     if not args.no_recompute:  # a check that recomputed nothing validates nothing: the record is left alone
-        _record(args, paths, reports, before, "rescore" if rescore else "validate")
+        _record(args, paths, reports, "rescore" if rescore else "validate")
     refused = 0
     for rep in reports:
         for pr in rep.problems:
@@ -53,22 +57,17 @@ def _validate(args: argparse.Namespace) -> int:
     return 1 if refused else 0
 
 
-def _record(args: argparse.Namespace, paths, reports, before: dict, mode: str) -> None:
-    """Write each report into its validation record: the files' hashes and the outcome. A validated
-    submission whose files changed while it was checked is recorded as refused (what was checked is not
-    what is there); a rescored one is hashed after its results.json was rewritten."""
+def _record(args: argparse.Namespace, paths, reports, mode: str) -> None:
+    """Write each report into its validation record: the files' hashes (a rescored submission's after its
+    results.json was rewritten) and the outcome."""
     from .submission import file_hashes, record_entry, record_key, record_path_of, write_record
 
     by_record: dict[Path, dict[str, dict]] = {}
     for path, rep in zip(paths, reports):
         record = Path(args.record) if args.record else record_path_of(path)
-        now = file_hashes(path)
-        errors = [str(pr) for pr in rep.errors]
-        valid = rep.ok
-        if mode == "validate" and now != before.get(path):
-            valid, errors = False, [f"{rep.name}: files changed while being validated"]
         by_record.setdefault(record, {})[record_key(path, record)] = record_entry(
-            valid=valid, hashes=now, mode=mode, summary=rep.summary, errors=errors)
+            valid=rep.ok, hashes=file_hashes(path), mode=mode, summary=rep.summary,
+            errors=[str(pr) for pr in rep.errors])
     for record, entries in by_record.items():
         try:
             write_record(record, entries)

@@ -128,7 +128,8 @@ def _ci(d: Any, metric: str) -> list[float] | None:
         ci = d[metric]["ci95"]
     except (KeyError, TypeError):
         return None
-    return list(ci) if isinstance(ci, (list, tuple)) and len(ci) == 2 else None
+    ok = isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(x, (int, float)) for x in ci)
+    return list(ci) if ok else None  # a normalized interval is null where the ceiling does not clear the floor
 
 
 def _normalize(v: float | None, floor: float | None, ceil: float | None) -> float | None:
