@@ -348,7 +348,7 @@ class CompExp:
         self.length_penalty = float(length_penalty)
         self.progress = progress
         self.meta = DescriberMeta(
-            name="compexp", version="2", trained_on=(),
+            oracle=bool(self.segmenter.upper_bound), name="compexp", version="2", trained_on=(),
             citation=COMPEXP_CITATION + "; " + NETDISSECT_CITATION + (
                 f"; segmenter: {self.segmenter.citation}" if self.segmenter.citation else ""),
             reference=(segmenter_reference(self.segmenter)

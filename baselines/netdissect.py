@@ -80,7 +80,7 @@ class NetDissect:
         self.category_restriction = bool(category_restriction)
         self.progress = progress
         self.meta = DescriberMeta(
-            name="netdissect", version="1", trained_on=(),
+            oracle=bool(self.segmenter.upper_bound), name="netdissect", version="1", trained_on=(),
             citation=NETDISSECT_CITATION + ("" if not self.segmenter.citation
                                             else f"; segmenter: {self.segmenter.citation}"),
             reference=segmenter_reference(self.segmenter) + f"; IoU threshold {self.threshold}"

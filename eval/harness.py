@@ -655,7 +655,8 @@ def _score_and_write(data: list[_SplitData], scorer_obj, truth_scorer, *, name: 
                      "args": json.loads(json.dumps(dict(describer_args or {}), default=repr)),
                      "citation": str(meta_dict.get("citation", "")),
                      "reference": str(meta_dict.get("reference", "")),
-                     "reproducible": bool(meta_dict.get("reproducible", True))}
+                     "reproducible": bool(meta_dict.get("reproducible", True)),
+                     "oracle": bool(meta_dict.get("oracle", False))}
     timing["total_s"] = time.perf_counter() - t_start
     results = {
         "benchmark": benchmark, "revision": revision, "protocol": protocol, "scorer": scorer,

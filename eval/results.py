@@ -89,7 +89,7 @@ RESULTS_SCHEMA: dict = {
                       "properties": {"name": {"type": "string", "minLength": 1}, "version": {"type": "string"},
                                      "trained_on": {"type": "array", "items": {"type": "string"}},
                                      "args": {"type": "object"}, "citation": {"type": "string"},
-                                     "reproducible": {"type": "boolean"}}},
+                                     "reproducible": {"type": "boolean"}, "oracle": {"type": "boolean"}}},
         "splits": {"type": "array", "items": _SPLIT, "minItems": 1},
         "environment": {"type": "object", "required": ["python", "torch", "milannotations", "bert_score",
                                                        "sacrebleu", "git", "device"]},

@@ -65,6 +65,7 @@ class DescriberMeta:
     citation: str = ""
     reference: str = ""
     reproducible: bool = True  # False for API-backed describers
+    oracle: bool = False  # reads the answer (e.g. the synthetic world's true masks): a reference row, not ranked
 
     def to_dict(self) -> dict:
         return {
@@ -74,6 +75,7 @@ class DescriberMeta:
             "citation": self.citation,
             "reference": self.reference,
             "reproducible": self.reproducible,
+            "oracle": self.oracle,
         }
 
 
