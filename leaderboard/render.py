@@ -572,6 +572,7 @@ nav.tabs button.active{background:#fff;font-weight:600;position:relative;top:1px
 nav.tabs button.partial{color:#777;font-style:italic}
 section.group[hidden]{display:none}
 div.view{margin:0 0 1.5em;padding-top:.2em;border-top:2px solid #eee}
+div.scroll{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;margin:.6em 0 1em;font-variant-numeric:tabular-nums}
 th,td{border:1px solid #ddd;padding:.25em .5em;text-align:right;vertical-align:top}
 th{background:#f7f7f7;cursor:pointer;user-select:none}th.sorted-asc::after{content:" ▲"}th.sorted-desc::after{content:" ▼"}
@@ -641,7 +642,7 @@ def _td(value: float | None, ci: Sequence[float] | None = None, bold: bool = Fal
 
 
 #: Plot geometry (pixels): name column, scale width, row height, margin right of the scale.
-_PLOT_LEFT, _PLOT_WIDTH, _PLOT_ROW, _PLOT_RIGHT = 190, 440, 22, 70
+_PLOT_LEFT, _PLOT_WIDTH, _PLOT_ROW, _PLOT_RIGHT = 230, 440, 22, 70
 _LABEL_FONT, _LABEL_CHAR, _LABEL_LINE = 11, 6.5, 13  # px: font size, width allowed per character, line step
 
 
@@ -707,7 +708,7 @@ def _svg_plot(v: View) -> str:
     for i, (name, val, cis, kind) in enumerate(lay["points"]):
         y = top + _PLOT_ROW * i + _PLOT_ROW / 2
         ref = kind != "run"
-        shown = name if len(name) <= 28 else name[:27] + "…"
+        shown = name if len(name) <= 32 else name[:31] + "…"  # 32 characters of 12 px fit the 230 px column
         style = ' font-style="italic" fill="#555"' if ref else ""
         parts.append(f'<text class="plot-label" x="{_PLOT_LEFT - 8}" y="{y + 4:.1f}" font-size="12" '
                      f'text-anchor="end"{style}>{h(shown)}</text>')
@@ -780,8 +781,8 @@ def _html_view(g: Group, v: View) -> str:
     out = [f'<div class="view" data-view="{h(v.family)}">',
            f'<h3>{h(VIEW_TITLES[v.family])}: ranked by normalized {h(label)}</h3>',
            f'<p class="note">{h(VIEW_NOTES[v.family].format(label=label))} Click a column to sort.</p>',
-           f'<table class="board sortable" data-view="{h(v.family)}"><thead><tr>{"".join(heads)}</tr></thead>'
-           '<tbody class="ranked">']
+           f'<div class="scroll"><table class="board sortable" data-view="{h(v.family)}"><thead><tr>'
+           f'{"".join(heads)}</tr></thead><tbody class="ranked">']
 
     def split_tds(e: Entry | None) -> str:
         if e is None:
@@ -808,7 +809,7 @@ def _html_view(g: Group, v: View) -> str:
         out.append(f'<tr class="{h(r.kind)}"><td></td><td class="text">{h(r.label)}</td><td></td><td></td>'
                    + _td(r.norm.get(v.headline)) + "<td></td>" * len(g.splits)
                    + _metric_cells(r.raw, v.metrics) + ("<td></td>" if truth else "") + "</tr>")
-    out.append("</tbody></table>")
+    out.append("</tbody></table></div>")
     if v.missing:
         out.append(f'<p class="note">Not in this view (no {h(v.family)} metrics in their results; rescore them): '
                    f'{h(", ".join(v.missing))}.</p>')

@@ -115,7 +115,7 @@ def _record_all(paths, record: Path) -> None:
 
 
 def _view_rows(html_text: str, family: str) -> str:
-    m = re.search(rf'<div class="view" data-view="{family}">.*?</div>', html_text, re.S)
+    m = re.search(rf'<div class="view" data-view="{family}">.*?</svg>\s*</div>', html_text, re.S)
     assert m, f"no {family} view"
     return m.group(0)
 
