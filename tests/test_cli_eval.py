@@ -69,7 +69,7 @@ def test_user_describer_file_by_path_results_and_bleu_recomputed(corpus, user_fi
     assert results_errors(res) == []
     assert res["describer"] == {"name": "echo", "version": "0.1", "trained_on": [],
                                 "args": {"word": "red circles", "repeat": 1, "loud": False, "device": "cpu"},
-                                "citation": "nobody 2026", "reference": "", "reproducible": True}
+                                "citation": "nobody 2026", "reference": "", "reproducible": True, "oracle": False}
     lines = (out / "descriptions.csv").read_text().splitlines()
     assert lines[0] == "unit_id,layer,unit,description,split,trial"
     rows = read_descriptions(out / "descriptions.csv")
