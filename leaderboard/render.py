@@ -899,7 +899,11 @@ def render(submissions: str | Path | None = None, out: str | Path | None = None,
     record_file = Path(record) if record is not None else record_path(submissions)
     shown, excluded = published(subs, record_file)
     for name, why in excluded:
-        print(f"milan-leaderboard: not published: {name}: {why} (record {record_file})", file=sys.stderr)
+        print(f"milan-leaderboard: not published: {name}: {why}", file=sys.stderr)
+    if excluded:
+        print(f"milan-leaderboard: published {len(shown)} of {len(subs)} submissions; the validation record "
+              f"{record_file} has no valid entry matching the others' files (run milan-leaderboard validate)",
+              file=sys.stderr)
     groups = build_groups(shown)
     dest = Path(out) if out is not None else Path(__file__).resolve().parent
     md, page = dest / "README.md", dest / "index.html"
