@@ -43,7 +43,9 @@ from .scenes import CONCEPT_INDEX, CONCEPTS, SHAPES, render_scene
 
 #: First scene index of the probe set (exemplar pools use 0.., training sets 1,000,000..).
 PROBE_OFFSET = 2_000_000
-#: Probe scenes per domain (benchmarks/bench_truth.py: metric values and ranks are stable from here on).
+#: Probe scenes per domain. benchmarks/bench_truth.py: every mean it prints (truth, generic, specific,
+#: constant, shuffled; Pearson, IoU, identification) is within 0.010 of its value on 2,000 scenes at 500
+#: (0.022 at 250, 0.035 at 125), and a within-network run's truth scoring costs 46 s cold, 5 s cached.
 PROBE_SIZE = 500
 #: A cell holds a concept when the concept covers at least this share of it.
 COVERAGE = 0.5
