@@ -6,7 +6,10 @@ notebook can call too. Errors a user can act on print as one line, exit 2.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -14,6 +17,7 @@ from typing import Any, Sequence
 
 from baselines.registry import create_describer, parse_describer_args
 from milannotations.cli import OneLineParser, run
+from milannotations.commands import quiet_libraries
 from milannotations.dist import check_device, init_distributed
 from milannotations.errors import MilanError
 from milannotations.fsutil import check_output_dir, check_output_file
@@ -56,7 +60,11 @@ def build_eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32, help="units per describe() call")
     p.add_argument("--output", default=None, metavar="DIR", help="write results.json and descriptions.csv here")
     p.add_argument("--submit", action="store_true",
-                   help="also copy the run into leaderboard/submissions (validate it with milan-leaderboard)")
+                   help="then hand the run to `milan-leaderboard submit` (validate it with milan-leaderboard)")
+    p.add_argument("--submissions", default=None, metavar="DIR",
+                   help="with --submit: submissions folder (default: leaderboard/submissions under the current "
+                        "folder, which must exist)")
+    p.add_argument("--overwrite", action="store_true", help="with --submit: replace an existing submission")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_eval_command)
     return p
@@ -74,6 +82,17 @@ def _fmt(entry: dict | None, metric: str, ci: bool = False) -> str:
     if ci and lo is not None and hi is not None:
         text += f" [{lo:.{digits}f}, {hi:.{digits}f}]"
     return text
+
+
+def _label(name: str) -> str:
+    """A metric's row name in the CLI table, with its range when that is not 0-1 ("bleu (0-100)")."""
+    from .metrics.spec import metric
+
+    try:
+        scale = metric(name).scale
+    except KeyError:
+        return name
+    return name if scale == 1 else f"{name} (0-{scale:g})"
 
 
 def print_results(results: dict, file=None) -> None:
@@ -97,7 +116,7 @@ def print_results(results: dict, file=None) -> None:
         table.add_column("ceiling", justify="right", style="green")
         table.add_column("normalized", justify="right", style="bold")
         for m in split["metrics"]:
-            table.add_row(m, _fmt(split["metrics"], m, ci=True),
+            table.add_row(_label(m), _fmt(split["metrics"], m, ci=True),
                           *(_fmt(scores, m) for scores in split["floors"].values()),
                           _fmt(split["ceiling"], m), _fmt(split["normalized"], m))
         console.print(table)
@@ -105,14 +124,32 @@ def print_results(results: dict, file=None) -> None:
                   f"against the others.  revision {results['revision'][:12]}, {results['timing']['total_s']:.1f}s")
 
 
-def _submit(output: Path) -> Path:
-    """Hand a finished run to the leaderboard (the room to the right; imported only on request)."""
-    try:
-        from leaderboard.submission import write_submission
-    except ImportError as e:
-        raise MilanError(f"--submit needs the leaderboard package (leaderboard.submission.write_submission): {e}"
-                         ) from e
-    return write_submission(output)
+def _submissions(args: argparse.Namespace) -> Path | None:
+    """--submit's submissions folder, checked before the run (as `milan-leaderboard submit` resolves it)."""
+    if not args.submit:
+        if args.submissions is not None or args.overwrite:
+            raise MilanError("--submissions and --overwrite only go with --submit")
+        return None
+    if importlib.util.find_spec("leaderboard") is None:
+        raise MilanError("--submit needs the leaderboard package (`milan-leaderboard submit`), which is not installed")
+    subs = Path(args.submissions) if args.submissions is not None else Path.cwd() / "leaderboard" / "submissions"
+    if args.submissions is None and not subs.is_dir():
+        raise MilanError(f"--submit: no leaderboard/submissions under {Path.cwd()}; run from your leaderboard "
+                         "checkout or pass --submissions DIR")
+    return check_output_dir(subs, "--submissions").resolve()
+
+
+def _submit(output: Path, submissions: Path, overwrite: bool) -> str:
+    """Hand a finished run to `milan-leaderboard submit`, in its own process: eval/ never imports the
+    leaderboard (the room to its right). Returns what it printed; a refusal is a MilanError."""
+    script = Path(sys.executable).with_name("milan-leaderboard")
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "leaderboard.cli"]
+    cmd += ["submit", str(output), "--submissions", str(submissions), *(["--overwrite"] if overwrite else [])]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines() or [f"exit {done.returncode}"]
+        raise MilanError(lines[-1].removeprefix("milan-leaderboard: error: "))
+    return done.stdout.strip()
 
 
 def _describer_args(text: str) -> dict[str, Any]:
@@ -122,16 +159,6 @@ def _describer_args(text: str) -> dict[str, Any]:
     if dup is not None:
         raise MilanError(f"--describer-args: key {dup!r} is given more than once")
     return parse_describer_args(text)
-
-
-def _quiet_libraries() -> None:
-    """--no-progress: also silence the bars `datasets`, `transformers` and `huggingface_hub` draw themselves."""
-    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-    import datasets
-    import transformers
-
-    datasets.disable_progress_bars()
-    transformers.utils.logging.disable_progress_bar()
 
 
 def _check_root(root: str | None) -> None:
@@ -149,8 +176,9 @@ def _eval_command(args: argparse.Namespace) -> int:
     if args.output is not None:
         check_output_dir(args.output)
     _check_root(args.root)
+    submissions = _submissions(args)
     if args.no_progress:
-        _quiet_libraries()
+        quiet_libraries()
     # Under `torchrun`, join the process group first: evaluate() shards the test units by rank and
     # rank 0 alone scores and writes; every rank gets the same results back.
     distributed = init_distributed(args.device)
@@ -163,8 +191,8 @@ def _eval_command(args: argparse.Namespace) -> int:
 
             rank = dist.get_rank()
         if args.submit and output is None and rank == 0:
-            tmp = tempfile.TemporaryDirectory(prefix="milan-eval-")
-            output = Path(tmp.name) / "run"
+            tmp = Path(tempfile.mkdtemp(prefix="milan-eval-"))
+            output = tmp / "run"
         results = evaluate(args.describer, benchmark=args.benchmark, protocol=args.protocol,
                            configs=args.configs, root=args.root, scorer=args.scorer, limit=args.limit,
                            trials=args.trials, seed=args.seed, device=args.device, output=output,
@@ -176,10 +204,15 @@ def _eval_command(args: argparse.Namespace) -> int:
         if args.output:
             print(f"wrote {Path(args.output) / 'results.json'} and descriptions.csv")
         if args.submit:
-            print(f"submitted to {_submit(Path(output))}; check it with `milan-leaderboard validate`")
+            try:
+                print(_submit(Path(output), submissions, args.overwrite))
+            except MilanError as e:
+                tmp = None  # a refused submission loses no run: it stays where it was written
+                raise MilanError(f"{e}; the run is kept in {output} (submit it with `milan-leaderboard "
+                                 f"submit {output}`)") from None
     finally:
         if tmp is not None:
-            tmp.cleanup()
+            shutil.rmtree(tmp, ignore_errors=True)
         if distributed:
             dist.destroy_process_group()
     return 0
@@ -315,7 +348,7 @@ def build_describe_parser() -> argparse.ArgumentParser:
 
 def _describe_command(args: argparse.Namespace) -> int:
     if args.no_progress:
-        _quiet_libraries()
+        quiet_libraries()
     rows = describe_units(args.describer, args.units, root=args.root, output=args.output,
                           describer_args=_describer_args(args.describer_args), limit=args.limit,
                           batch_size=args.batch_size, progress=not args.no_progress)

@@ -1,5 +1,6 @@
-"""`milan-leaderboard`: validate submissions (recomputing every score) and render the page.
+"""`milan-leaderboard`: submit runs, validate submissions (recomputing every score) and render the page.
 
+    milan-leaderboard submit RUN_DIR [--submissions DIR] [--overwrite]   # a milan-eval --output folder
     milan-leaderboard validate [PATH ...]      # default: every submission; exit 1 if any is refused
     milan-leaderboard rescore [PATH ...]       # rewrite their numbers from descriptions.csv (metric changes)
     milan-leaderboard render [--submissions DIR] [--out DIR]
@@ -12,16 +13,68 @@ valid entry there, and names the others.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
-from milannotations.cli import run
+from milannotations.cli import OneLineParser, run
+from milannotations.errors import MilanError
+
+
+def submissions_dir(given: str | None) -> Path:
+    """Where `submit` writes: `--submissions`, else `leaderboard/submissions` under the current folder (a
+    leaderboard checkout); never the installed package's own folder."""
+    if given is not None:
+        return Path(given)
+    here = Path.cwd() / "leaderboard" / "submissions"
+    if not here.is_dir():
+        raise MilanError(f"no leaderboard/submissions under {Path.cwd()}; run from your leaderboard checkout "
+                         "or pass --submissions DIR")
+    return here
+
+
+def _submit(args: argparse.Namespace) -> int:
+    """Copy a milan-eval output folder into the submissions, byte for byte. An existing submission is
+    refused unless --overwrite, which keeps its authors and link unless new ones are given."""
+    from milannotations.fsutil import check_output_dir
+
+    from .submission import META, RESULTS, submission_dir, variant, write_submission
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / RESULTS).is_file():
+        raise MilanError(f"{run_dir}: no {RESULTS}; give the folder `milan-eval --output DIR` wrote")
+    subs = check_output_dir(submissions_dir(args.submissions), "--submissions")
+    authors, link = args.author, args.link
+    try:
+        results = json.loads((run_dir / RESULTS).read_text(encoding="utf-8"))
+        dest = submission_dir(results["describer"]["name"], results["benchmark"], results["protocol"], subs,
+                              variant(results))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        dest = None  # write_submission names what is wrong with the results
+    if dest is not None and dest.exists():
+        if not args.overwrite:
+            raise MilanError(f"submission {dest} already exists; pass --overwrite to replace it")
+        try:
+            old = json.loads((dest / META).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = {}
+        if authors is None and isinstance(old.get("authors"), list):
+            authors = old["authors"]
+        if link is None and isinstance(old.get("link"), str) and old["link"]:
+            link = old["link"]
+    dest = write_submission(run_dir, root=subs, authors=authors or (), link=link, overwrite=args.overwrite)
+    print(f"submitted to {dest}; check it with `milan-leaderboard validate {dest}`")
+    return 0
 
 
 def _validate(args: argparse.Namespace) -> int:
     from .submission import SUBMISSIONS_ROOT, file_hashes, find_submissions
     from .validate import validate_paths
 
+    if args.no_progress:
+        from milannotations.commands import quiet_libraries
+
+        quiet_libraries()
     paths = [Path(p) for p in args.paths]
     if not paths:
         paths = find_submissions(args.submissions or SUBMISSIONS_ROOT)
@@ -86,8 +139,19 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="milan-leaderboard", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="milan-leaderboard", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("submit", help="copy a milan-eval --output folder into the submissions folder")
+    s.add_argument("run_dir", metavar="RUN_DIR", help="the folder `milan-eval --output` wrote")
+    s.add_argument("--submissions", default=None, metavar="DIR",
+                   help="submissions folder to write into (default: leaderboard/submissions under the current "
+                        "folder, which must exist)")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace an existing submission of this describer, benchmark and protocol (its "
+                        "authors and link are kept unless --author/--link are given)")
+    s.add_argument("--author", action="append", default=None, metavar="NAME", help="an author (repeatable)")
+    s.add_argument("--link", default=None, help="paper or code URL (default: the describer's reference)")
+    s.set_defaults(func=_submit)
     v = sub.add_parser("validate", help="check submissions and recompute every score from descriptions.csv")
     _submission_args(v)
     v.add_argument("--tolerance", type=float, default=1e-6,
@@ -120,6 +184,7 @@ def _submission_args(v: argparse.ArgumentParser) -> None:
     v.add_argument("--root", default=None, help="corpus folder or Hub id the benchmark data is loaded from "
                                                 "(default: the milannotations cache)")
     v.add_argument("--device", default="cpu")
+    v.add_argument("--no-progress", action="store_true", help="no progress bars (the libraries' bars too)")
     v.add_argument("--record", default=None,
                    help="validation record to write the outcome and file hashes into (default: validated.json "
                         "beside each submission's submissions folder, e.g. leaderboard/validated.json)")

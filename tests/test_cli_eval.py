@@ -54,17 +54,15 @@ def user_file(tmp_path) -> Path:
     return path
 
 
-def test_user_describer_file_by_path_results_and_bleu_recomputed(corpus, user_file, tmp_path, capsys,
-                                                                monkeypatch):
-    import leaderboard.submission as submission
-
-    monkeypatch.setattr(submission, "SUBMISSIONS_ROOT", tmp_path / "submissions")
+def test_user_describer_file_by_path_results_and_bleu_recomputed(corpus, user_file, tmp_path, capsys):
     out = tmp_path / "out"
     rc = main(["--describer", f"{user_file}:Echo", "--describer-args", "word=red circles,repeat=1,loud=false",
-               "--root", str(corpus), "--configs", CONFIG, "--output", str(out), "--no-progress", "--submit"])
+               "--root", str(corpus), "--configs", CONFIG, "--output", str(out), "--no-progress", "--submit",
+               "--submissions", str(tmp_path / "submissions")])
     printed = capsys.readouterr().out
     assert rc == 0
     assert "echo" in printed and "floor: constant" in printed and "ceiling" in printed
+    assert "bleu (0-100)" in printed and "rouge_l (" not in printed  # BLEU's scale beside the 0-1 metrics
     res = json.loads((out / "results.json").read_text())
     assert results_errors(res) == []
     assert res["describer"] == {"name": "echo", "version": "0.1", "trained_on": [],
@@ -86,7 +84,7 @@ def test_user_describer_file_by_path_results_and_bleu_recomputed(corpus, user_fi
     assert bleu.score > 0
     assert res["splits"][0]["metrics"]["bleu"]["value"] == pytest.approx(bleu.score, abs=1e-9)
 
-    # --submit copied the run, byte for byte, into the leaderboard's submissions; its arguments make a variant
+    # --submit copied the run, byte for byte, into --submissions; its arguments make a variant
     dest = tmp_path / "submissions" / "echo+loud-False+repeat-1+word-red_circles" / "synth-within-network"
     assert sorted(p.name for p in dest.iterdir()) == ["descriptions.csv", "meta.json", "results.json"]
     assert (dest / "results.json").read_bytes() == (out / "results.json").read_bytes()

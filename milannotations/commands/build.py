@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import add_image_source_args
+from . import add_image_source_args, quiet_libraries
 
 
 def register(sub) -> None:
@@ -25,6 +25,8 @@ def run(args: argparse.Namespace) -> int:
     from ..load import default_root
 
     args.out = str(check_corpus_dir(args.out or default_root() / "corpus"))
+    if args.no_progress:
+        quiet_libraries()
     built = build(args.zip_dir, args.out, args.configs or None, imagenet=args.imagenet,
                   places365=args.places365, legacy_resize=args.legacy_resize, progress=not args.no_progress)
     print(f"built {', '.join(built)} into {args.out}")

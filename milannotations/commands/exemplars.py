@@ -85,6 +85,10 @@ def run(args: argparse.Namespace) -> int:
 
     check_device(args.device)
     check_corpus_dir(args.out)
+    if args.no_progress:
+        from . import quiet_libraries
+
+        quiet_libraries()
     created = not args.out.exists()
     distributed = init_distributed(args.device)
     rank = 0

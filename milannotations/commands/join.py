@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import add_image_source_args
+from . import add_image_source_args, quiet_libraries
 
 
 def register(sub) -> None:
@@ -22,6 +22,8 @@ def run(args: argparse.Namespace) -> int:
     from ..load import default_root
 
     args.out = args.out or str(default_root() / "corpus")
+    if args.no_progress:
+        quiet_libraries()
 
     sources = open_sources({"imagenet": args.imagenet, "places365": args.places365}, args.legacy_resize)
     if not sources:

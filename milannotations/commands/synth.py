@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="where the trained backbone is cached (default: the milannotations cache/models)")
     p.add_argument("--backbone-steps", type=int, default=None,
                    help="training steps of the backbone for synth-net configs (default: the module's default)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", "--quiet", dest="quiet", action="store_true",
+                   help="no progress bars (--quiet: the same)")
     p.set_defaults(func=_run)
 
 
@@ -34,7 +35,11 @@ def _run(args: argparse.Namespace) -> int:
     from ..fsutil import check_corpus_dir
     from ..synth.build import build_synth
 
+    from . import quiet_libraries
+
     check_corpus_dir(args.out)
+    if args.quiet:
+        quiet_libraries()
     out = build_synth(args.out, seed=args.seed, units=args.units, configs=args.configs,
                       pool_size=args.pool_size,
                       progress=not args.quiet, cache_dir=args.backbone_cache,
