@@ -149,6 +149,7 @@ class _SplitData:
     truth: TruthUnits | None = None  # synthetic splits: what truth scoring needs
     descriptions: list[list[str]] = field(default_factory=list)  # per trial
     fitted: list[dict] = field(default_factory=list)  # per trial: what the describer's fit decided
+    limited: bool = False  # --limit left some of this split's test units out
 
 
 def run_fingerprint(benchmark: str, protocol: str) -> "hashlib._Hash":
@@ -162,7 +163,8 @@ def prepare_split(split: Split, root, limit: int | None, seed: int, h) -> _Split
     train_ds = _load_configs(split.train, split.train_split, root)
     test_ds = _load_configs(split.test, split.test_split, root)
     keep = _limit_indices(list(test_ds["unit_id"]), limit, seed)
-    if len(keep) != len(test_ds):
+    limited = len(keep) != len(test_ds)
+    if limited:
         test_ds = test_ds.select(keep)
     if len(test_ds) == 0:
         raise MilanError(f"split {split.name}: no test units in {', '.join(split.test)}")
@@ -186,7 +188,7 @@ def prepare_split(split: Split, root, limit: int | None, seed: int, h) -> _Split
                       annotated=True),
         test=UnitSet(test_ds.remove_columns(hidden)),
         test_ids=test_ids, layers=[str(x) for x in test_ds["layer"]], units=[int(x) for x in test_ds["unit"]],
-        references=references, revision=test_h.hexdigest(), truth=truth,
+        references=references, revision=test_h.hexdigest(), truth=truth, limited=limited,
     )
 
 
@@ -660,7 +662,9 @@ def _score_and_write(data: list[_SplitData], scorer_obj, truth_scorer, *, name: 
     timing["total_s"] = time.perf_counter() - t_start
     results = {
         "benchmark": benchmark, "revision": revision, "protocol": protocol, "scorer": scorer,
-        "seed": seed, "trials": trials, "limit": limit, "batch_size": batch_size,
+        # a limit that cut no split (>= every split's size) is a complete run: recorded as none
+        "seed": seed, "trials": trials, "limit": limit if any(sd.limited for sd in data) else None,
+        "batch_size": batch_size,
         "describer": describer_doc, "splits": split_docs,
         "environment": environment(device, world),
         "timing": {k: round(v, 3) for k, v in timing.items()},

@@ -359,6 +359,17 @@ def test_trials_average_and_limit_is_seeded(corpus, tmp_path, constant_run):
     assert len(picks) > 1 and all(len(p) == 5 for p in picks)
 
 
+def test_a_limit_that_cuts_no_split_is_a_complete_run(corpus, constant_run):
+    """--limit above every split's size (8 test units here) is recorded as `limit: null`, so the board
+    does not show a complete run as partial; a limit that cuts is kept."""
+    full = constant_run[0]
+    assert full["splits"][0]["n_units"] == 8 and full["limit"] is None
+    for limit in (8, 1000):
+        res = evaluate("constant", root=corpus, configs=[CONFIG], limit=limit, progress=False)
+        assert res["limit"] is None and res["revision"] == full["revision"], limit
+    assert evaluate("constant", root=corpus, configs=[CONFIG], limit=7, progress=False)["limit"] == 7
+
+
 def test_describers_that_seed_themselves_get_each_trials_seed(corpus, tmp_path):
     """random-unit seeds its own generator (seed=0 by default): the harness hands it seed + trial."""
     def run(trials: int, seed: int) -> tuple[dict, list[list[str]]]:
