@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from milannotations.errors import MilanError
 from milannotations.synth.catalog import SYNTH_CONFIGS
 from milannotations.synth.scenes import IMAGE_SIZE
 
@@ -236,6 +238,28 @@ def test_load_and_ensure_synth_build_once(tmp_path, monkeypatch):
     assert units[0].images.shape == (15, 3, IMAGE_SIZE, IMAGE_SIZE) and len(units[0].annotations) == 3
     grouped = mn.load("synth-deep", root=folder, split="train")
     assert set(grouped["config"]) == {"synth-deep-plain", "synth-deep-cluttered"}
+
+
+def test_ensure_synth_builds_only_what_is_asked_and_says_so(tmp_path, capsys):
+    from milannotations.synth import build as b
+
+    cache = tmp_path / "cache"
+    folder = b.ensure_synth(cache, units=6, pool_size=40, configs=["synth-deep-plain"], progress=False)
+    assert [c for c in SYNTH_CONFIGS if b._built(folder, c)] == ["synth-deep-plain"]
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "synth-deep-plain (6 units each)" in lines[0] and str(folder) in lines[0]
+    assert re.search(r"about \d+ (s|min)", lines[0])
+    assert b.ensure_synth(cache, units=6, pool_size=40, configs=["synth-deep-plain"]) == folder
+    assert capsys.readouterr().err == ""  # built: reused, nothing said
+    assert b.ensure_synth(cache, units=6, pool_size=40, progress=False) == folder  # no configs: all four
+    assert all(b._built(folder, c) for c in SYNTH_CONFIGS)
+    said = capsys.readouterr().err
+    assert "synth-shallow-plain" in said and "synth-deep-plain" not in said
+    # the estimate follows the measured per-config time: one default config about 45 s, all four about 3 min
+    assert b._estimate(["synth-deep-plain"], b.DEFAULT_UNITS, b.POOL_SIZE) == "about 46 s"
+    assert b._estimate(list(SYNTH_CONFIGS), b.DEFAULT_UNITS, b.POOL_SIZE) == "about 3 min"
+    with pytest.raises(MilanError, match="unknown synthetic config"):
+        b.ensure_synth(cache, configs=["synth-nope-plain"])
 
 
 def test_cli_builds_one_config(tmp_path):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import sys
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -253,25 +254,48 @@ def _lock(path: Path) -> Iterator[None]:
         yield
 
 
+#: Seconds one annotated config of DEFAULT_UNITS units over a POOL_SIZE pool takes to build on one core,
+#: and one domain's pool to render (measured: 34-47 s and 4-4.4 s on a shared 2-core machine, docs/synth.md).
+_CONFIG_S, _POOL_S, _NET_S, _BACKBONE_S = 42.0, 4.5, 12.0, 210.0
+
+
+def _estimate(configs: Sequence[str], units: int, pool_size: int) -> str:
+    """Roughly how long building `configs` takes here, from the measured per-config times."""
+    annotated = [c for c in configs if c not in SYNTH_NET_CONFIGS]
+    domains = {parse_config(c)[1] for c in annotated}
+    scale = pool_size / POOL_SIZE
+    s = len(annotated) * _CONFIG_S * units / DEFAULT_UNITS * scale + len(domains) * _POOL_S * scale
+    s += (len(configs) - len(annotated)) * _NET_S * scale
+    text = f"about {s / 60:.0f} min" if s >= 90 else f"about {max(s, 1):.0f} s"
+    if len(annotated) < len(configs):
+        text += f" (plus about {_BACKBONE_S / 60:.0f} min to train the backbone if it is not cached)"
+    return text
+
+
 def ensure_synth(root: str | Path, seed: int = 0, units: int = DEFAULT_UNITS,
                  configs: Sequence[str] | None = None, *, progress: bool = True,
                  pool_size: int = POOL_SIZE) -> Path:
-    """The built synthetic corpus under `root`, building what is missing once; returns its folder.
+    """The built synthetic corpus under `root` holding `configs` (default: the four annotated ones),
+    building the missing ones once; returns its folder.
 
-    The folder is keyed by seed, units, pool size and builder version
-    (`cache_key`), so a changed generator never serves stale rows. The four
-    annotated configs are always ensured; `synth-net-*` only when named in
-    `configs` (they need the trained backbone).
+    Only the configs asked for are built, each whole (a config counts as built once its meta file is
+    in place), and before building one line on stderr says which, where and roughly how long. The
+    folder is keyed by seed, units, pool size and builder version (`cache_key`), so a changed
+    generator never serves stale rows. `synth-net-*` configs need the trained backbone.
     """
     root = Path(root)
     key = cache_key(seed, units, pool_size)
     folder = root / key
-    wanted = list(dict.fromkeys([*SYNTH_CONFIGS, *(c for c in (configs or ()) if c in SYNTH_NET_CONFIGS)]))
+    wanted = list(dict.fromkeys(SYNTH_CONFIGS if configs is None else configs))
+    for c in wanted:
+        parse_config(c)
     if all(_built(folder, c) for c in wanted):
         return folder
     with _lock(root / f".{key}.lock"):
         missing = [c for c in wanted if not _built(folder, c)]
         if missing:
+            print(f"milannotations: building synthetic {', '.join(missing)} ({units} units each) into {folder}, "
+                  f"{_estimate(missing, units, pool_size)}; once, then cached", file=sys.stderr, flush=True)
             build_synth(folder, seed=seed, units=units, configs=missing, progress=progress, pool_size=pool_size)
             (folder / "BUILD.json").write_text(json.dumps(
                 {"builder_version": BUILDER_VERSION, "seed": seed, "units": units, "pool_size": pool_size,
@@ -287,7 +311,7 @@ def world_of(config: str, root: str | Path | None = None) -> tuple[int, int] | N
     if root is None:
         from ..load import default_root
 
-        folder = ensure_synth(default_root() / "synth", progress=False)
+        folder = ensure_synth(default_root() / "synth", configs=[config], progress=False)
     else:
         folder = Path(root)
     path = folder / "meta" / f"{config}.json"
