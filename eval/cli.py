@@ -114,14 +114,26 @@ def print_results(results: dict, file=None) -> None:
         for floor in split["floors"]:
             table.add_column(f"floor: {floor}", justify="right", style="dim")
         table.add_column("ceiling", justify="right", style="green")
+        humans = split.get("humans") or {}
+        if humans:
+            table.add_column("annotators", justify="right", style="green")
         table.add_column("normalized", justify="right", style="bold")
         for m in split["metrics"]:
             table.add_row(_label(m), _fmt(split["metrics"], m, ci=True),
                           *(_fmt(scores, m) for scores in split["floors"].values()),
-                          _fmt(split["ceiling"], m), _fmt(split["normalized"], m))
+                          _fmt(split["ceiling"], m), *([_fmt(humans, m) if m in humans else ""] if humans else []),
+                          _fmt(split["normalized"], m))
         console.print(table)
-    console.print(f"normalized = (describer - best floor) / (ceiling - best floor); ceiling = each annotator "
-                  f"against the others.  revision {results['revision'][:12]}, {results['timing']['total_s']:.1f}s")
+        parse = split.get("parse")
+        if parse:
+            console.print(f"truth parser {parse['parser']}: {parse['parsed']} of {parse['descriptions']} "
+                          "descriptions parsed; the others score 0"
+                          + (f" (e.g. {parse['unparsed_examples'][0]!r})" if parse["unparsed_examples"] else ""))
+    truth = any(split.get("humans") for split in results["splits"])
+    console.print("normalized = (describer - best floor) / (ceiling - best floor); ceiling = each annotator "
+                  "against the others" + ("; for truth_* metrics the truth formula, and 'annotators' the "
+                                          "annotators' descriptions scored by truth (docs/truth.md)" if truth else "")
+                  + f".  revision {results['revision'][:12]}, {results['timing']['total_s']:.1f}s")
 
 
 def _submissions(args: argparse.Namespace) -> Path | None:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from .submission import SUBMISSIONS_ROOT
+
 
 def _script(name: str, module: str) -> list[str]:
     """The console script `name` beside this interpreter, or `python -m module` where it is not installed."""
@@ -91,7 +93,8 @@ def commands(entries: Sequence[BoardEntry], protocols: Sequence[str], *, benchma
             n = trials if trials is not None else entry.trials(protocol)
             cmd = [*_script("milan-eval", "eval.cli"), "--describer", entry.describer, "--benchmark", benchmark,
                    "--protocol", protocol, "--scorer", scorer, "--device", device, "--seed", str(seed),
-                   "--trials", str(n), "--submit", "--no-progress"]
+                   "--trials", str(n), "--submit", "--submissions", str(SUBMISSIONS_ROOT), "--overwrite",
+                   "--no-progress"]
             if entry.args_for(protocol):
                 cmd += ["--describer-args", entry.args_for(protocol)]
             if root:
