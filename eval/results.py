@@ -192,26 +192,52 @@ def descriptions_csv(rows: Iterable[Mapping[str, Any]]) -> str:
     return buf.getvalue()
 
 
+#: Longest description accepted (characters); Python's csv module refuses fields above its own limit.
+MAX_DESCRIPTION = 1 << 20
+
+
 def read_descriptions(path: str | Path) -> list[dict]:
-    """Rows of a descriptions.csv, with `unit` and `trial` as ints; refuses a wrong header."""
+    """Rows of a descriptions.csv, with `unit` and `trial` as ints; refuses a wrong header.
+
+    Every way a file can be unreadable is one MilanError naming the file (and the line where there is
+    one): bytes that are not UTF-8, a byte-order mark (written by some spreadsheet tools; the format is
+    plain UTF-8), fields longer than `MAX_DESCRIPTION`, malformed CSV.
+    """
     path = Path(path)
     if not path.is_file():
         raise MilanError(f"{path} does not exist")
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
+    raw = path.read_bytes()
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raise MilanError(f"{path}: starts with a UTF-8 byte-order mark; save it as plain UTF-8 without BOM")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise MilanError(f"{path}:{line}: not UTF-8 (byte {raw[e.start]:#04x} at offset {e.start})") from None
+    old = csv.field_size_limit()
+    csv.field_size_limit(2**31 - 1)  # our own limit below names the line; csv's would not
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
         header = tuple(reader.fieldnames or ())
         if header[:4] != DESCRIPTION_COLUMNS[:4]:
             raise MilanError(f"{path}: header must start with {','.join(DESCRIPTION_COLUMNS[:4])}, "
                              f"got {','.join(header)}")
         rows = []
         for line, row in enumerate(reader, start=2):
+            if len(row.get("description") or "") > MAX_DESCRIPTION:
+                raise MilanError(f"{path}:{line}: description longer than {MAX_DESCRIPTION} characters")
             try:
                 row["unit"] = int(row["unit"])
                 row["trial"] = int(row.get("trial") or 0)
-            except ValueError as e:
-                raise MilanError(f"{path}:{line}: unit and trial must be integers ({e})") from e
+            except (TypeError, ValueError) as e:
+                raise MilanError(f"{path}:{line}: unit and trial must be integers ({e})") from None
             row.setdefault("split", "")
             rows.append(row)
+    except csv.Error as e:
+        where = f":{reader.line_num}" if reader.line_num else ""
+        raise MilanError(f"{path}{where}: not a readable CSV file ({e})") from None
+    finally:
+        csv.field_size_limit(old)
     return rows
 
 

@@ -434,9 +434,17 @@ def validate_paths(paths: Sequence[str | Path], *, corpus_root: str | Path | Non
                    rescore: bool = False) -> list[Report]:
     """Validate (or rescore) many submissions, sharing floors and ceilings between those on the same data."""
     ctx = _Context(corpus_root, device)
-    return [validate_submission(p, corpus_root=corpus_root, tolerance=tolerance,
-                                embedding_tolerance=embedding_tolerance, recompute=recompute, device=device,
-                                rescore=rescore, _ctx=ctx) for p in paths]
+    reports = []
+    for p in paths:
+        try:
+            reports.append(validate_submission(p, corpus_root=corpus_root, tolerance=tolerance,
+                                               embedding_tolerance=embedding_tolerance, recompute=recompute,
+                                               device=device, rescore=rescore, _ctx=ctx))
+        except Exception as e:  # noqa: BLE001 - one broken submission must not stop the others' validation
+            rep = Report(f"{Path(p).parent.name}/{Path(p).name}", Path(p))
+            rep.error(f"cannot be validated: {type(e).__name__}: {e}")
+            reports.append(rep)
+    return reports
 
 
 __all__ = ["Problem", "Report", "validate_paths", "validate_submission"]

@@ -220,6 +220,35 @@ def test_cli_validate_exit_codes(board, capsys):
     assert "REFUSED: constant/synth-within-network" in captured.out
 
 
+@pytest.mark.parametrize("case, content, needle", [
+    ("long", None, "description longer than"),
+    ("latin1", "unit_id,layer,unit,description,split,trial\nx,l,0,caf\xe9,s,0\n".encode("latin-1"), "not UTF-8"),
+    ("bom", b"\xef\xbb\xbfunit_id,layer,unit,description,split,trial\n", "byte-order mark"),
+])
+def test_unreadable_descriptions_are_one_error_each_and_the_rest_still_validate(board, case, content, needle,
+                                                                                 capsys):
+    """Issue 14 item 3: each bad descriptions.csv is one line; the other paths of the run still validate."""
+    from leaderboard.cli import main
+    from eval.results import MAX_DESCRIPTION
+
+    bad = _copy(board, f"csv-{case}")
+    csv_path = bad / "descriptions.csv"
+    if content is None:  # one field above both csv's default limit and ours
+        rows = csv_path.read_text().splitlines()
+        head, first = rows[0], rows[1].split(",")
+        first[3] = "x" * (MAX_DESCRIPTION + 10)
+        content = (head + "\n" + ",".join(first) + "\n").encode()
+    csv_path.write_bytes(content)
+    before = {p: p.read_bytes() for p in bad.iterdir()}
+    rc = main(["validate", "--root", str(board["corpus"]), "--no-recompute", str(bad), str(board["constant"])])
+    captured = capsys.readouterr()
+    assert rc == 1 and "Traceback" not in captured.err
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and needle in errors[0] and "descriptions.csv" in errors[0], captured.err
+    assert "ok: constant/synth-within-network" in captured.out  # the good submission was still validated
+    assert {p: p.read_bytes() for p in bad.iterdir()} == before  # nothing written
+
+
 def test_markdown_escapes_submitted_strings(validated, tmp_path):
     board = validated
     from leaderboard.render import render
