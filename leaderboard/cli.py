@@ -75,7 +75,15 @@ def _validate(args: argparse.Namespace) -> int:
         from milannotations.commands import quiet_libraries
 
         quiet_libraries()
+    from milannotations.dist import check_device
+
+    check_device(args.device)
     paths = [Path(p) for p in args.paths]
+    missing = [str(p) for p in paths if not p.is_dir()]
+    if missing:  # a typo is bad input, not a refused submission (and it must not write a record anywhere)
+        raise MilanError(f"{', '.join(missing)}: no such submission folder")
+    if args.submissions is not None and not Path(args.submissions).is_dir():
+        raise MilanError(f"--submissions {args.submissions}: no such folder")
     if not paths:
         paths = find_submissions(args.submissions or SUBMISSIONS_ROOT)
         if not paths:
@@ -131,8 +139,14 @@ def _record(args: argparse.Namespace, paths, reports, mode: str) -> None:
 
 
 def _render(args: argparse.Namespace) -> int:
+    from milannotations.fsutil import check_output_dir
+
     from .render import render
 
+    if args.submissions is not None and not Path(args.submissions).is_dir():
+        raise MilanError(f"--submissions {args.submissions}: no such folder")
+    if args.out is not None:
+        check_output_dir(Path(args.out), "--out")  # before anything is read or rendered
     md, page = render(args.submissions, args.out, record=args.record)
     print(f"wrote {md} and {page}")
     return 0

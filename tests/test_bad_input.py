@@ -25,7 +25,7 @@ import io, json, os, signal, sys, time, traceback
 from importlib.metadata import entry_points
 
 scripts = {ep.name: ep.load() for ep in entry_points(group="console_scripts")
-           if ep.name in ("milannotations", "milan-eval", "milan-describe")}
+           if ep.name in ("milannotations", "milan-eval", "milan-describe", "milan-leaderboard")}
 # What the commands import lazily, imported once here (a warm interpreter; no threads are started).
 import importlib
 for name in ("torchvision", "milannotations.exemplars", "milannotations.exemplars.models", "eval.harness",
@@ -148,6 +148,14 @@ def _cases(p: dict[str, Path]) -> list[tuple[str, list[str], str]]:
         ("milan-describe", [*de, "--describer", "constant", "--output", new], "constant"),
         ("milan-describe", [*de, "--describer", "milan", "--output", new], "checkpoint=PATH"),
         ("milan-describe", [*de, "--describer", f"{p['syntax']}:Mine", "--output", new], str(p["syntax"])),
+        ("milan-leaderboard", ["validate", missing], missing),
+        ("milan-leaderboard", ["validate", "--submissions", missing], missing),
+        ("milan-leaderboard", ["rescore", "--device", "tpu", str(p["folder"])], "tpu"),
+        ("milan-leaderboard", ["render", "--submissions", missing, "--out", new], missing),
+        ("milan-leaderboard", ["render", "--out", "/proc/nope"], "/proc/nope"),
+        ("milan-leaderboard", ["render", "--out", str(p["file"])], str(p["file"])),
+        ("milan-leaderboard", ["submit", missing, "--submissions", new], missing),
+        ("milan-leaderboard", ["validate", "--bogus"], "--bogus"),
     ]
     import torch
 
