@@ -382,14 +382,7 @@ def test_hostile_describer_name_is_escaped_everywhere(tmp_path):
 needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium to run the page's script")
 
 
-def _dump_dom(url: str, profile: Path) -> str:
-    out = subprocess.run(
-        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-         "--virtual-time-budget=2000", "--dump-dom", url],
-        capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return out.stdout
+from tests.test_leaderboard import _dump_dom  # noqa: E402  (one Chromium driver for both page tests)
 
 
 @needs_chromium
