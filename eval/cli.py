@@ -298,6 +298,10 @@ def _load_units(units: str, root: str | None):
                              "as written by `milannotations exemplars`)")
         named = [(c, folder) for c in configs]
     else:
+        if root is None:  # load() only reads: a synthetic name is built into the cache first, once
+            from milannotations import prepare
+
+            prepare(units)
         named = [(units, root)]
     parts = [ds for name, where in named for s in ("train", "test")
              if (ds := _load_split(name, s, where)) is not None]
@@ -318,7 +322,8 @@ def describe_units(describer: str | Any, units: str, *, root: str | None = None,
     """
     from milannotations import UnitSet
 
-    from .harness import _describe, _limit_indices
+    from .describing import describe_batches
+    from .splits import limit_indices
 
     if limit is not None and limit < 1:
         raise MilanError(f"--limit must be at least 1, got {limit}")
@@ -328,12 +333,12 @@ def describe_units(describer: str | Any, units: str, *, root: str | None = None,
     name = getattr(getattr(d, "meta", None), "name", None) or str(describer)
     _ready_or_refuse(d, name)
     ds = _load_units(units, root)
-    keep = _limit_indices(list(ds["unit_id"]), limit, 0)
+    keep = limit_indices(list(ds["unit_id"]), limit, 0)
     if len(keep) != len(ds):
         ds = ds.select(keep)
     ids, layers, unit_idx, splits = (list(ds[c]) for c in ("unit_id", "layer", "unit", "_split"))
     view = UnitSet(ds.remove_columns([c for c in ("annotations", "truth", "_split") if c in ds.column_names]))
-    texts = _describe(d, name, view, ids, list(range(len(ids))), batch_size, progress, "describe")
+    texts = describe_batches(d, name, view, ids, list(range(len(ids))), batch_size, progress, "describe")
     rows = [{"unit_id": u, "layer": str(la), "unit": int(n), "description": t, "split": s, "trial": 0}
             for u, la, n, t, s in zip(ids, layers, unit_idx, texts, splits)]
     if output is not None:

@@ -121,7 +121,7 @@ class _Context:
 
     def prepare(self, benchmark: str, protocol: str, splits: Sequence, limit, seed: int):
         """The harness's split data for `splits`, and the run revision it fingerprints (as `evaluate`)."""
-        from eval.harness import prepare_split, run_fingerprint
+        from eval import prepare_split, run_fingerprint
 
         key = (benchmark, protocol, tuple(splits), limit, seed)
         if key not in self._splits:
@@ -132,7 +132,7 @@ class _Context:
 
     def references_side(self, sd, scorer_name: str, seed: int) -> dict:
         """Floors, best floor and ceiling of one split, made as the harness makes them."""
-        from eval.harness import reference_scores
+        from eval import reference_scores
 
         # the Split (frozen) names the train configs the floors are fit on; the revision, the test units
         key = (sd.split, sd.revision, scorer_name, seed)
@@ -175,7 +175,7 @@ def _check_meta(rep: Report, sub: Submission) -> None:
 
 def _check_protocol(rep: Report, r: dict) -> list | None:
     """The harness's Split objects for the results' splits, in the results' order; None on error."""
-    from eval.protocols import protocol_splits
+    from eval import protocol_splits
 
     before = len(rep.errors)
     try:
@@ -327,8 +327,7 @@ def validate_submission(path: str | Path, *, corpus_root: str | Path | None = No
     splits or none) only when they all pass. This is how submissions follow a change of a metric's
     definition without rerunning their describers: the descriptions are the submission.
     """
-    from eval.harness import method_scores, normalized_scores, parse_report
-    from eval.results import read_descriptions, results_errors
+    from eval import method_scores, normalized_scores, parse_report, read_descriptions, results_errors
 
     path = Path(path)
     rep = Report(f"{path.parent.name}/{path.name}", path)

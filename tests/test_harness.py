@@ -8,7 +8,7 @@ import pytest
 
 from baselines.floors import ConstantDescriber, RandomUnitDescriber
 from eval import evaluate, protocol_splits, read_descriptions, read_results, results_errors
-from eval.harness import _limit_indices
+from eval import limit_indices
 from milannotations import AnnotatedExemplars, DescriberMeta, Exemplars, MilanError, UnitSet, load
 from tests.eval_corpus import CONCEPTS, concept_of
 
@@ -352,10 +352,10 @@ def test_trials_average_and_limit_is_seeded(corpus, tmp_path, constant_run):
     assert constant_run[0]["revision"] != res["revision"]
     # --limit is a seeded, order-independent choice: the same for one seed, another for another seed
     test_ids = list(load(CONFIG, split="test", root=corpus)["unit_id"])
-    assert sorted(test_ids[i] for i in _limit_indices(test_ids, 5, 3)) == sorted(ids[0])
-    assert _limit_indices(test_ids[::-1], 5, 3) == sorted(len(test_ids) - 1 - i
-                                                          for i in _limit_indices(test_ids, 5, 3))
-    picks = {tuple(_limit_indices(test_ids, 5, seed)) for seed in range(6)}
+    assert sorted(test_ids[i] for i in limit_indices(test_ids, 5, 3)) == sorted(ids[0])
+    assert limit_indices(test_ids[::-1], 5, 3) == sorted(len(test_ids) - 1 - i
+                                                         for i in limit_indices(test_ids, 5, 3))
+    picks = {tuple(limit_indices(test_ids, 5, seed)) for seed in range(6)}
     assert len(picks) > 1 and all(len(p) == 5 for p in picks)
 
 
