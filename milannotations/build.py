@@ -23,6 +23,8 @@ from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
+from .card import write_card
+from .download import MANIFEST, read_manifest, sha256_file
 from .errors import MilanError
 from .fsutil import replace_path, staging_dir
 from .imagejoin import NOT_SHIPPED, ImageSource, open_sources
@@ -139,8 +141,6 @@ def _rows(release: OriginalRelease, config: str, src: ImageSource | None) -> Ite
 def build_config(zip_path: Path, out: Path, real: RealConfig, sources: Mapping[str, ImageSource] | None = None,
                  *, progress: bool = True) -> Path:
     """Convert one original zip into `out` (written atomically by the writer); returns its data folder."""
-    from .download import MANIFEST, read_manifest, sha256_file
-
     zip_path, out = Path(zip_path), Path(out)
     sources = sources or {}
     digest, size = sha256_file(zip_path)
@@ -196,8 +196,6 @@ def build(zip_dir: str | Path, out: str | Path, configs: Sequence[str] | None = 
 
     Configs already in `out` that are not rebuilt are kept; rebuilt ones are replaced.
     """
-    from .card import write_card
-
     out = Path(out)
     if out.name == "milannotations.py" or (out / "milannotations.py").exists():
         raise MilanError(f"{out}: contains milannotations.py, which would make datasets treat the folder as a script")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 
+from .errors import MilanError
+
 
 def init_distributed(device: str) -> bool:
     """Join the process group torchrun describes (gloo on CPU, nccl on CUDA); False when single."""
@@ -25,8 +27,6 @@ def check_device(device: str, flag: str = "--device") -> str:
     Otherwise a typo (`tpu`) or a missing GPU surfaces as a torch traceback in the middle of a run.
     """
     import torch
-
-    from .errors import MilanError
 
     try:
         dev = torch.device(device)

@@ -28,6 +28,7 @@ from typing import Callable, Sequence
 
 from .errors import MilanError
 from .fsutil import atomic_write_text
+from .paths import zips_dir
 from .schema import HOST, REAL_CONFIGS
 
 log = logging.getLogger(__name__)
@@ -149,19 +150,17 @@ def _fetch(url: str, part: Path, *, retries: int, backoff: float, timeout: float
 def download(configs: Sequence[str] | None = None, *, out: str | Path | None = None, mirror: str | None = None,
              manifest: str | Path = MANIFEST, retries: int = 5, backoff: float = 1.0, timeout: float = 60.0,
              progress: bool = True, sleep: Callable[[float], None] = time.sleep) -> list[Downloaded]:
-    """Download `configs` (default: all seven) into `out` (default: `default_root()/"zips"`).
+    """Download `configs` (default: all seven) into `out` (default: `milannotations.paths.zips_dir()`).
 
     A zip already in `out` that matches the manifest is kept. Trust on first
     use: a config without a manifest entry is recorded (and a warning logged);
     one with an entry must match it, or the file is deleted and a MilanError raised.
     """
-    from .load import default_root
-
     configs = list(dict.fromkeys(configs or REAL_CONFIGS))
     unknown = [c for c in configs if c not in REAL_CONFIGS]
     if unknown:
         raise MilanError(f"unknown config(s) {', '.join(unknown)}; known: {', '.join(REAL_CONFIGS)}")
-    out = Path(out) if out is not None else default_root() / "zips"
+    out = Path(out) if out is not None else zips_dir()
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for config in configs:

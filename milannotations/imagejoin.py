@@ -26,6 +26,8 @@ import numpy as np
 from .card import read_metas
 from .errors import MilanError
 from .schema import unit_id
+from .units import _decode
+from .writer import ConfigMeta, UnitRow, write_config
 
 CROP_NOTE = "joined from ImageNet val (Resize256+CenterCrop224)"
 LEGACY_NOTE = "joined from ImageNet val (legacy Resize((224,224)) squash; misaligned with masks)"
@@ -131,9 +133,6 @@ def _rows_of(folder: Path, config: str, meta: dict) -> Iterator:
     """The stored rows of a built config, split by split in stored order, as UnitRows (no images)."""
     import pyarrow.parquet as pq
 
-    from .units import _decode
-    from .writer import UnitRow
-
     for name in sorted(meta.get("files", {}).get("train", [])) + sorted(meta.get("files", {}).get("test", [])):
         pf = pq.ParquetFile(folder / "data" / config / name)
         for batch in pf.iter_batches(batch_size=8, columns=["layer", "unit", "masks", "image_ids",
@@ -153,8 +152,6 @@ def join_folder(folder: str | Path, sources: Mapping[str, ImageSource], configs:
     rewritten atomically by the writer (staging + rename), one at a time.
     """
     import pyarrow.parquet as pq
-
-    from .writer import ConfigMeta, write_config
 
     folder = Path(folder)
     meta_dir = folder / "meta"

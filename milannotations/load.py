@@ -1,12 +1,13 @@
 """`load()`: a config or a grouping of configs as `datasets` objects.
 
 Sources, in order: a local built folder (`root=`), a Hub repo id
-(`root="namespace/milannotations"`), or the cache (`~/.cache/milannotations`),
-where synthetic configs are built on first use.
+(`root="namespace/milannotations"`), or the cache (`milannotations.paths`). `load()` only reads:
+building is an explicit step (`milannotations build` for the real corpus; `milannotations.prepare()`
+or `milannotations synth` for the synthetic one), and a config that is not built is one `MilanError`
+saying how to build it.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import datasets
@@ -15,15 +16,10 @@ import pyarrow.parquet as pq
 from datasets.exceptions import DatasetGenerationError
 
 from .errors import MilanError
+from .paths import corpus_dir, default_root  # noqa: F401 - default_root: re-exported for older callers
 from .schema import FEATURES, REAL_CONFIGS, REAL_GROUPINGS
-from .synth.catalog import SYNTH_CONFIGS, SYNTH_GROUPINGS, SYNTH_NET_CONFIGS, is_synth
+from .synth.catalog import SYNTH_CONFIGS, SYNTH_GROUPINGS, SYNTH_NET_CONFIGS, default_world, is_synth
 from .verify import find_unreadable, verify_config
-
-
-def default_root() -> Path:
-    """Where built corpora live unless told otherwise (XDG cache convention)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "milannotations"
 
 
 def resolve_configs(name: str) -> tuple[str, ...]:
@@ -62,10 +58,15 @@ def _local_root(name: str, root: str | Path | None) -> Path | None:
         raise MilanError(f"corpus folder {root} does not exist; build it with `milannotations build` "
                          "or `milannotations synth`")
     if is_synth(name):
-        from .synth.build import ensure_synth
-
-        return ensure_synth(default_root() / "synth", configs=resolve_configs(name))  # synth-net-* on demand
-    return default_root() / "corpus"
+        folder = default_world()
+        missing = [c for c in resolve_configs(name) if not (folder / "meta" / f"{c}.json").is_file()]
+        if missing:
+            names = ", ".join(missing)
+            raise MilanError(f"synthetic {names} not built in the cache ({folder}); build with "
+                             f"`milannotations synth --configs {' '.join(missing)}` or "
+                             f"`milannotations.prepare({name!r})` (once, then cached), or pass root=")
+        return folder
+    return corpus_dir()
 
 
 def _load_one(config: str, folder: Path | None, repo: str | None, split: str | None,

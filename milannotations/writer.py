@@ -22,10 +22,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image as PILImage
 
-from . import __version__
+from .card import write_card
 from .errors import MilanError
 from .fsutil import replace_path, staging_dir
 from .schema import FEATURES, unit_id as make_unit_id
+from .version import __version__
 
 SPLITS = ("train", "test")
 _SHARD_BYTES = 1 << 30
@@ -139,8 +140,6 @@ def write_config(out: Path, meta: ConfigMeta, units: Iterable[UnitRow],
     "test" (see `milannotations.splits.assign_splits`); rows arrive in the
     order they should be stored.
     """
-    from .card import write_card
-
     out = Path(out)
     config = meta.config
     with staging_dir(out) as stage:

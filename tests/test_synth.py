@@ -271,6 +271,31 @@ def test_cli_builds_one_config(tmp_path):
     assert main(["synth", "--out", str(tmp_path / "c"), "--units", "3", "--quiet"]) == 2  # too few units
 
 
+def test_load_only_reads_and_prepare_builds_the_cached_world(tmp_path, monkeypatch, capsys):
+    """`load()` of an unbuilt synthetic config is one error naming both ways to build it; `prepare`
+    (and `milannotations synth` without --out) builds just those configs where `load()` reads."""
+    import milannotations as mn
+    from milannotations.cli import main
+    from milannotations.synth import catalog
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(catalog, "DEFAULT_UNITS", 6)
+    monkeypatch.setattr(catalog, "POOL_SIZE", 40)
+    with pytest.raises(MilanError, match=r"not built in the cache.*milannotations synth --configs synth-deep-plain"
+                                         r".*milannotations\.prepare\('synth-deep-plain'\)"):
+        mn.load("synth-deep-plain")
+    assert not (tmp_path / "milannotations" / "synth").exists()  # reading built nothing
+    assert mn.prepare(["synth-deep-plain", "alexnet-imagenet"], progress=False) == catalog.default_world()
+    assert len(mn.load("synth-deep-plain", split="train")) + len(mn.load("synth-deep-plain", split="test")) == 6
+    with pytest.raises(MilanError, match="synth-deep-cluttered"):
+        mn.load("synth-deep")  # the grouping's other config is still not built
+    assert main(["synth", "--configs", "synth-deep-cluttered", "--quiet"]) == 0
+    assert set(mn.load("synth-deep", split="train")["config"]) == {"synth-deep-plain", "synth-deep-cluttered"}
+    capsys.readouterr()
+    assert main(["synth", "--units", "9"]) == 2  # a world load() does not read: needs --out
+    assert "--units" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------------------- backbone
 def test_backbone_trains_deterministically_caches_and_feeds_a_net_config(tmp_path, monkeypatch):
     from milannotations.synth import backbone

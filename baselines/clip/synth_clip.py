@@ -223,7 +223,7 @@ def load_synth_clip(device: str = "cpu", cache_dir: Path | None = None, **overri
     """The cached synthetic CLIP, trained on first use (a few minutes on two cores)."""
     from safetensors.torch import load_file, save_file
 
-    from milannotations.load import default_root
+    from milannotations.paths import default_root
 
     cfg = SynthClipConfig(**overrides)
     cache_dir = Path(cache_dir) if cache_dir else default_root() / "models"

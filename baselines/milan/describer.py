@@ -41,7 +41,7 @@ CITATION = ("Hernandez, Schwettmann, Bau, Bagashvili, Torralba, Andreas. Natural
 
 
 def _default_cache() -> Path:
-    from milannotations.load import default_root
+    from milannotations.paths import default_root
 
     return default_root() / "features" / "milan"
 

@@ -161,7 +161,7 @@ def train_segnet(spec: SynthSegmenterSpec, progress: bool = True) -> SegNet:
 def _models_dir(cache_dir: str | Path | None) -> Path:
     if cache_dir is not None:
         return Path(cache_dir)
-    from milannotations.load import default_root
+    from milannotations.paths import default_root
 
     return default_root() / "models"
 

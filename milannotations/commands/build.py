@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..paths import corpus_dir
 from . import add_image_source_args, quiet_libraries
 
 
@@ -22,9 +23,8 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..build import build
     from ..fsutil import check_corpus_dir
-    from ..load import default_root
 
-    args.out = str(check_corpus_dir(args.out or default_root() / "corpus"))
+    args.out = str(check_corpus_dir(args.out or corpus_dir()))
     if args.no_progress:
         quiet_libraries()
     built = build(args.zip_dir, args.out, args.configs or None, imagenet=args.imagenet,

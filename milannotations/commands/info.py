@@ -9,6 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..errors import MilanError
+from ..paths import corpus_dir, synth_dir
+
 
 def register(sub) -> None:
     p = sub.add_parser("info", help="list the built configs of a folder and their units per split",
@@ -19,13 +22,10 @@ def register(sub) -> None:
 
 
 def _roots(root: str | None) -> list[Path]:
-    from ..load import default_root
-
     if root:
         return [Path(root)]
-    cache = default_root()
-    synth = sorted(p for p in (cache / "synth").glob("*") if (p / "meta").is_dir())
-    return [cache / "corpus", *synth]
+    synth = sorted(p for p in synth_dir().glob("*") if (p / "meta").is_dir())
+    return [corpus_dir(), *synth]
 
 
 def _table(root: Path) -> list[tuple[str, ...]]:
@@ -43,8 +43,6 @@ def _table(root: Path) -> list[tuple[str, ...]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import MilanError
-
     roots = [r for r in _roots(args.root) if (r / "meta").is_dir() and any((r / "meta").glob("*.json"))]
     if not roots:
         where = args.root or _roots(None)[0]

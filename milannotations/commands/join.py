@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import MilanError
+from ..paths import corpus_dir
 from . import add_image_source_args, quiet_libraries
 
 
@@ -17,11 +19,9 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import MilanError
     from ..imagejoin import join_folder, open_sources
-    from ..load import default_root
 
-    args.out = args.out or str(default_root() / "corpus")
+    args.out = args.out or str(corpus_dir())
     if args.no_progress:
         quiet_libraries()
 

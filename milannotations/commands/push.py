@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import MilanError
+from ..paths import corpus_dir
 
 #: Never uploaded: build leftovers, including the resumable chunks an interrupted `exemplars` run keeps.
 IGNORE = [".staging-*", ".staging-*/**", ".build-*", ".build-*/**", ".extract-*", ".extract-*/**",
@@ -70,9 +71,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..load import default_root
-
-    folder = Path(args.folder) if args.folder else default_root() / "corpus"
+    folder = Path(args.folder) if args.folder else corpus_dir()
     url = push(folder, args.repo_id, private=args.private, allow_joined_images=args.allow_joined_images)
     print(f"pushed {folder} to https://huggingface.co/datasets/{args.repo_id} ({url})")
     print(f'load it with: datasets.load_dataset("{args.repo_id}", "<config>")')

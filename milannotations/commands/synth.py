@@ -1,20 +1,28 @@
-"""`milannotations synth`: build the synthetic ground-truth corpus into a folder."""
+"""`milannotations synth`: build the synthetic ground-truth corpus into a folder, or into the cache.
+
+Without `--out` the configs are built (once) into the cached default world that `load()`,
+`milan-eval` and `milan-describe` read: the command-line face of `milannotations.prepare()`.
+"""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from ..errors import MilanError
+from ..fsutil import check_corpus_dir
+from ..synth.catalog import DEFAULT_UNITS, POOL_SIZE, SYNTH_CONFIGS, SYNTH_NET_CONFIGS
+from . import quiet_libraries
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ..synth.build import DEFAULT_UNITS, POOL_SIZE
-    from ..synth.catalog import SYNTH_CONFIGS, SYNTH_NET_CONFIGS
-
     p = subparsers.add_parser(
         "synth", help="build the synthetic ground-truth corpus (scenes, known neurons, generated descriptions)",
         description="Write synthetic configs in the hub-ready layout (data/, splits/, meta/, README.md). "
                     "The default builds the four annotated configs; name synth-net-plain / synth-net-cluttered "
                     "to add exemplars of the trained synthetic backbone's own units (trains it once, cached).")
-    p.add_argument("--out", type=Path, required=True, help="output folder (created or updated)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (created or updated); default: the cache's default world (seed 0, "
+                        "default units and pool), where load() finds it, building only what is missing")
     p.add_argument("--seed", type=int, default=0, help="world seed: scenes, units, noise, descriptions (default 0)")
     p.add_argument("--units", type=int, default=DEFAULT_UNITS, help=f"units per config (default {DEFAULT_UNITS})")
     p.add_argument("--pool-size", type=int, default=POOL_SIZE,
@@ -32,17 +40,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..fsutil import check_corpus_dir
-    from ..synth.build import build_synth
+    from ..synth.build import build_synth  # scenes, neurons and the backbone: loaded only to build
 
-    from . import quiet_libraries
-
-    check_corpus_dir(args.out)
     if args.quiet:
         quiet_libraries()
+    if args.out is None:
+        return _run_cache(args)
+    check_corpus_dir(args.out)
     out = build_synth(args.out, seed=args.seed, units=args.units, configs=args.configs,
                       pool_size=args.pool_size,
                       progress=not args.quiet, cache_dir=args.backbone_cache,
                       backbone_steps=args.backbone_steps)
     print(f"wrote synthetic corpus to {out}")
+    return 0
+
+
+def _run_cache(args: argparse.Namespace) -> int:
+    from ..prepare import prepare
+
+    changed = [flag for flag, value, default in (
+        ("--seed", args.seed, 0), ("--units", args.units, DEFAULT_UNITS), ("--pool-size", args.pool_size, POOL_SIZE),
+        ("--backbone-cache", args.backbone_cache, None), ("--backbone-steps", args.backbone_steps, None))
+        if value != default]
+    if changed:
+        raise MilanError(f"{', '.join(changed)}: a world other than the cached default that load() reads; "
+                         "pass --out DIR too (then load(..., root=DIR))")
+    out = prepare(args.configs, progress=not args.quiet)
+    print(f"synthetic corpus ready in the cache: {out}")
     return 0

@@ -11,11 +11,12 @@ describer pools over.
 Training is seeded and runs with `torch.use_deterministic_algorithms` and a
 fixed thread count, so the same (seed, steps) gives the same weights; the
 result is cached as safetensors plus a JSON spec (never pickled) under
-`default_root()/models`. The spec carries its normalisation, feature sizes,
+`milannotations.paths.models_dir()`. The spec carries its normalisation, feature sizes,
 input size and what it was trained on, so nothing downstream guesses them.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -29,6 +30,7 @@ from torch import nn
 
 from ..errors import MilanError
 from ..fsutil import atomic_path, atomic_write_text
+from ..paths import models_dir
 from .scenes import CONCEPT_NAMES, DOMAINS, IMAGE_SIZE, render_scene
 
 BACKBONE_VERSION = "1"
@@ -251,8 +253,6 @@ def world_fingerprint(seed: int = 0, per_domain: int = 2) -> str:
     renderer no longer draws (and every MILAN feature after them). Rendering
     a few scenes costs milliseconds and catches any change of the renderer.
     """
-    import hashlib
-
     h = hashlib.sha256()
     for d in DOMAINS:
         for i in range(per_domain):
@@ -274,17 +274,15 @@ def load_backbone(device: str | torch.device = "cpu", cache_dir: str | Path | No
                   train_scenes: int = TRAIN_SCENES) -> tuple[SynthResNet, BackboneSpec]:
     """The trained synthetic backbone (eval mode) and its spec, training and caching it on first use.
 
-    Cached under `cache_dir` (default `default_root()/"models"`) as
+    Cached under `cache_dir` (default `milannotations.paths.models_dir()`) as
     safetensors weights plus a JSON spec, keyed by version, seed, steps, a
     fingerprint of the world's scenes (`world_fingerprint`) and (when not the
     default) the number of training scenes per domain.
     """
     from safetensors.torch import load_file, save_file
 
-    from ..load import default_root
-
     steps = DEFAULT_STEPS if steps is None else int(steps)
-    cache = Path(cache_dir) if cache_dir is not None else default_root() / "models"
+    cache = Path(cache_dir) if cache_dir is not None else models_dir()
     weights, spec_path = _paths(cache, seed, steps, train_scenes)
     if weights.is_file() and spec_path.is_file():
         try:

@@ -30,19 +30,12 @@ import torch
 from ..errors import MilanError
 from ..schema import ANNOTATION_COUNT, K, unit_id
 from ..writer import ConfigMeta
-from .catalog import DOMAINS, FAMILIES, SYNTH_CONFIGS, SYNTH_NET_CONFIGS
+from .backbone import TRAIN_SCENES, StageTaps, load_backbone
+from .catalog import (BUILDER_VERSION, DEFAULT_UNITS, DOMAINS, FAMILIES, POOL_SIZE, SYNTH_CONFIGS,  # noqa: F401
+                      SYNTH_NET_CONFIGS, cache_key, default_world)
 from .descriptions import describe_unit
 from .neurons import FAMILY_KINDS, KINDS, MAP_SIZE, STRIDE, SynthNeurons, kind_counts, neuron_input, sample_units
 from .scenes import CONCEPTS, IMAGE_SIZE, render_scene
-
-#: Bump whenever scenes, neurons, descriptions or the build change their output; keys the cache.
-BUILDER_VERSION = "2"
-#: Scenes per domain that exemplars are drawn from (the "probe set").
-POOL_SIZE = 600
-#: Units per annotated config. 500 gives 50 test units per within-network split (the 90/10 split),
-#: enough for 95% intervals to separate a describer from the floors; at 200 (20 test units) a
-#: BERTScore interval spanned about 0.2 and an MRR interval about 0.35.
-DEFAULT_UNITS = 500
 
 
 class ScenePool(torch.utils.data.Dataset):
@@ -175,7 +168,6 @@ def build_net_config(out: Path, config: str, *, seed: int = 0, pool_size: int = 
     16 + 32 + 64 + 128 = 240 units).
     """
     from ..exemplars import compute_exemplars, write_exemplar_config
-    from .backbone import TRAIN_SCENES, StageTaps, load_backbone
 
     family, domain = parse_config(config)
     if family != "net":
@@ -228,11 +220,6 @@ def build_synth(out: str | Path, seed: int = 0, units: int = DEFAULT_UNITS, conf
                 pools[domain] = ScenePool(domain, pool_size, seed, progress=progress)
             build_annotated_config(out, config, pools[domain], seed=seed, units=units, progress=progress)
     return out
-
-
-def cache_key(seed: int, units: int, pool_size: int = POOL_SIZE) -> str:
-    """Folder name of a cached build: everything that changes its bytes."""
-    return f"v{BUILDER_VERSION}-seed{seed}-units{units}-pool{pool_size}"
 
 
 def _built(folder: Path, config: str) -> bool:
@@ -309,9 +296,7 @@ def world_of(config: str, root: str | Path | None = None) -> tuple[int, int] | N
     needs to rebuild its units exactly. `root` is the corpus folder (default: the cached build).
     None when the config was not made by this builder (e.g. a hand-written synthetic-like corpus)."""
     if root is None:
-        from ..load import default_root
-
-        folder = ensure_synth(default_root() / "synth", configs=[config], progress=False)
+        folder = ensure_synth(default_world().parent, configs=[config], progress=False)
     else:
         folder = Path(root)
     path = folder / "meta" / f"{config}.json"

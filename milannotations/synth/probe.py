@@ -37,6 +37,9 @@ import numpy as np
 import torch
 
 from ..fsutil import atomic_path
+from ..paths import probe_dir
+from .build import _unit_seed, parse_config
+from .catalog import BUILDER_VERSION
 from .formula import RELATIONS, Formula, evaluate
 from .neurons import MAP_SIZE, SynthNeurons, _relation_field, neuron_input, sample_units
 from .scenes import CONCEPT_INDEX, CONCEPTS, SHAPES, render_scene
@@ -61,14 +64,10 @@ _SCENES_PER_CHUNK = 25
 def _cache_root(cache_dir: str | Path | None) -> Path:
     if cache_dir is not None:
         return Path(cache_dir)
-    from ..load import default_root
-
-    return default_root() / "probe"
+    return probe_dir()
 
 
 def _builder_version() -> str:
-    from .build import BUILDER_VERSION
-
     return BUILDER_VERSION
 
 
@@ -210,8 +209,6 @@ class UnitStats:
 
 def config_units(config: str, seed: int, units: int) -> SynthNeurons:
     """The synthetic units of a built config, rebuilt exactly as the builder made them."""
-    from .build import _unit_seed, parse_config
-
     family, domain = parse_config(config)
     return SynthNeurons(sample_units(family, domain, units, seed), seed=_unit_seed(seed, config)).eval()
 
@@ -228,8 +225,6 @@ def unit_stats(config: str, seed: int, units: int, indices: Sequence[int] | None
     cells), so the active cells are known exactly at the end without a
     second pass or the whole map in memory.
     """
-    from .build import parse_config
-
     _, domain = parse_config(config)
     idx = np.arange(units) if indices is None else np.asarray(sorted(set(int(i) for i in indices)), np.int64)
     folder = _cache_root(cache_dir)
