@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from baselines.registry import create_describer, parse_describer_args
+from baselines.registry import Runtime, build_describer, parse_describer_args
 from milannotations.cli import OneLineParser, run
 from milannotations.commands import quiet_libraries
 from milannotations.dist import check_device, init_distributed
@@ -312,12 +312,14 @@ def _load_units(units: str, root: str | None):
 
 def describe_units(describer: str | Any, units: str, *, root: str | None = None, output: str | Path | None = None,
                    describer_args: dict | None = None, limit: int | None = None, batch_size: int = 32,
-                   progress: bool = True) -> list[dict]:
+                   progress: bool = True, device: str | None = None, seed: int = 0) -> list[dict]:
     """Describe every unit of a config, grouping or exemplar folder; returns (and writes) descriptions.csv rows.
 
-    No annotations are read or needed. A describer that must learn first has
-    to arrive fitted (e.g. `--describer-args checkpoint=...`); one that is not
-    (`_ready_or_refuse`) is refused, as are a bad `limit` and an unwritable
+    No annotations are read or needed. The describer is built as `evaluate` builds it
+    (`baselines.registry.build_describer`): `device`, `seed` and `progress=False` reach a constructor
+    that names them and `describer_args` does not set; `seed` also picks the `limit` units. A
+    describer that must learn first has to arrive fitted (e.g. `--describer-args checkpoint=...`);
+    one that is not (`_ready_or_refuse`) is refused, as are a bad `limit` and an unwritable
     `output`, before any unit is loaded.
     """
     from milannotations import UnitSet
@@ -329,11 +331,11 @@ def describe_units(describer: str | Any, units: str, *, root: str | None = None,
         raise MilanError(f"--limit must be at least 1, got {limit}")
     if output is not None:
         check_output_file(output)
-    d = describer if not isinstance(describer, str) else create_describer(describer, **(describer_args or {}))
+    d = build_describer(describer, describer_args, Runtime(device=device, seed=seed, progress=progress))
     name = getattr(getattr(d, "meta", None), "name", None) or str(describer)
     _ready_or_refuse(d, name)
     ds = _load_units(units, root)
-    keep = limit_indices(list(ds["unit_id"]), limit, 0)
+    keep = limit_indices(list(ds["unit_id"]), limit, seed)
     if len(keep) != len(ds):
         ds = ds.select(keep)
     ids, layers, unit_idx, splits = (list(ds[c]) for c in ("unit_id", "layer", "unit", "_split"))
@@ -356,7 +358,9 @@ def build_describe_parser() -> argparse.ArgumentParser:
                    help="a config or grouping name, or a folder written by `milannotations exemplars`")
     p.add_argument("--root", default=None, help="built corpus folder for config names (default: the cache)")
     p.add_argument("--output", default="descriptions.csv", metavar="FILE")
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--limit", type=int, default=None, help="at most N units (seeded choice)")
+    p.add_argument("--seed", type=int, default=0, help="for describers that take one, and the --limit choice")
+    p.add_argument("--device", default="cpu", help="for describers that run models")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_describe_command)
@@ -364,11 +368,13 @@ def build_describe_parser() -> argparse.ArgumentParser:
 
 
 def _describe_command(args: argparse.Namespace) -> int:
+    describer_args = _describer_args(args.describer_args)
+    check_device(args.device)
     if args.no_progress:
         quiet_libraries()
     rows = describe_units(args.describer, args.units, root=args.root, output=args.output,
-                          describer_args=_describer_args(args.describer_args), limit=args.limit,
-                          batch_size=args.batch_size, progress=not args.no_progress)
+                          describer_args=describer_args, limit=args.limit, batch_size=args.batch_size,
+                          progress=not args.no_progress, device=args.device, seed=args.seed)
     print(f"wrote {len(rows)} descriptions to {args.output}")
     return 0
 

@@ -15,13 +15,13 @@ what it runs lives beside it: `splits` (loading a split, `--limit`, the data fin
 from __future__ import annotations
 
 import datetime as _dt
-import inspect
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-from baselines.registry import create_describer, resolve_describer
+from baselines.registry import Runtime, build_describer, recorded_args
 from milannotations.load import expand_configs
 from milannotations.contract import Describer
 from milannotations.errors import MilanError
@@ -38,49 +38,6 @@ from .splits import SplitData, prepare_split, run_fingerprint
 __all__ = ["evaluate", "normalized_value"]  # normalized_value: leaderboard/render.py imports it from here
 
 
-def _accepts(factory: Any, name: str) -> bool:
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params
-
-
-def _describer_factory(describer: Any, describer_args: Mapping[str, Any] | None, device: str | None = None,
-                       progress: bool = True, seed: int = 0
-                       ) -> tuple[Callable[[int], Describer], Describer, dict]:
-    """A maker of fresh describers (names are rebuilt per split and trial), the first one, and its args.
-
-    `make(trial_seed)` hands the trial's seed (`--seed` + trial) to describers that take a `seed`
-    and were not given one explicitly; they seed their own generators, so without it every trial
-    would repeat the first. Neither that seed nor `progress=False` (which silences describers that
-    draw their own bars) is recorded among the args: the results carry `seed` and `trials`, and
-    progress cannot change a description.
-    """
-    args = dict(describer_args or {})
-    quiet: dict[str, Any] = {}
-    if isinstance(describer, str):
-        factory = resolve_describer(describer)
-        if device is not None and "device" not in args and _accepts(factory, "device"):
-            args["device"] = str(device)  # --device reaches describers that run models, unless set explicitly
-        if not progress and "progress" not in args and _accepts(factory, "progress"):
-            quiet["progress"] = False
-        seeded = "seed" not in args and _accepts(factory, "seed")
-
-        def make(trial_seed: int) -> Describer:
-            return create_describer(describer, **args, **quiet, **({"seed": trial_seed} if seeded else {}))
-    else:
-        if args:
-            raise MilanError("describer_args are only used with a describer name; build the instance with them")
-        for attr in ("meta", "describe"):
-            if not hasattr(describer, attr):
-                raise MilanError(f"{describer!r} has no {attr!r}; see milannotations.Describer")
-
-        def make(trial_seed: int) -> Describer:
-            return describer
-    return make, make(seed), args
-
-
 def evaluate(describer: str | Describer, *, benchmark: str = "synth", protocol: str = "within-network",
              configs: Sequence[str] | None = None, root: str | Path | None = None, scorer: str = "offline",
              limit: int | None = None, trials: int = 1, seed: int = 0, device: str = "cpu",
@@ -89,10 +46,13 @@ def evaluate(describer: str | Describer, *, benchmark: str = "synth", protocol: 
     """Score a describer on a protocol's splits against humans, with floors and the ceiling beside it.
 
     `describer` is a registry name (built-in, entry point, `module:attr`,
-    `file.py:attr`, built with `describer_args`, plus `device` when its
-    constructor takes one and `describer_args` does not set it) or a ready instance. A
-    describer named by string is built fresh for every split and trial, so
-    nothing learned on one split leaks into another; an instance is re-fit.
+    `file.py:attr`, built by `baselines.registry.build_describer` with
+    `describer_args` and, where its constructor names them and `describer_args`
+    does not set them, `device`, the trial's seed (`seed` + trial) and
+    `progress=False`) or a ready instance. A describer named by string is built
+    fresh for every split and trial, so nothing learned on one split leaks into
+    another; an instance is re-fit. Only `device` of those is recorded among the
+    args: the results carry `seed` and `trials`, and progress cannot change a description.
     Returns the results dict and, with `output`, writes `results.json` and
     `descriptions.csv` there (both or neither).
     """
@@ -106,7 +66,16 @@ def evaluate(describer: str | Describer, *, benchmark: str = "synth", protocol: 
     splits = protocol_splits(benchmark, protocol, configs)
     dist, rank, world = process_group()
     show = progress and rank == 0
-    make, first, describer_args = _describer_factory(describer, describer_args, device, show, seed)
+    # One factory for every describer (baselines.registry): a name is built fresh per split and trial
+    # with what its constructor takes of the runtime (device, the trial's seed, progress); an instance
+    # is checked and re-fit. The args recorded are the given ones plus the device it took.
+    runtime = Runtime(device=device, seed=seed, progress=show)
+
+    def make(trial_seed: int) -> Describer:
+        return build_describer(describer, describer_args, replace(runtime, seed=trial_seed))
+
+    first = make(seed)
+    recorded = recorded_args(describer, describer_args, runtime)
     meta = first.meta
     name = getattr(meta, "name", None) or str(describer)
     trained_on = expand_configs(tuple(getattr(meta, "trained_on", ())))
@@ -184,7 +153,7 @@ def evaluate(describer: str | Describer, *, benchmark: str = "synth", protocol: 
             results = _score_and_write(
                 data, scorer_obj, truth_scorer, name=name, meta=meta, trained_on=trained_on, benchmark=benchmark,
                 protocol=protocol, scorer=scorer, limit=limit, trials=trials, seed=seed, device=device,
-                output=output, describer_args=describer_args, batch_size=batch_size,
+                output=output, describer_args=recorded, batch_size=batch_size,
                 revision=revision_h.hexdigest(), timing=timing, t_start=t_start, world=world)
             outcome = ("ok", results)
         except MilanError as e:

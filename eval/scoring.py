@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from baselines.registry import create_describer
+from baselines.registry import Runtime, build_describer
 
 from .describing import describe_batches
 from .results import FLOOR_DESCRIBERS
@@ -91,7 +91,7 @@ def reference_scores(sd: SplitData, scorer, seed: int, truth_scorer=None) -> dic
     scored by truth beside it (`humans`). The leaderboard recomputes them with this same function."""
     floors = {}
     for fname in FLOOR_DESCRIBERS:
-        floor = create_describer(fname, seed=seed) if fname == "random-unit" else create_describer(fname)
+        floor = build_describer(fname, runtime=Runtime(seed=seed))  # random-unit takes the seed, constant none
         floor.fit(sd.train)
         texts = describe_batches(floor, fname, sd.test, sd.test_ids, list(range(len(sd.test_ids))), 4096, False, fname)
         floors[fname] = _scores(scorer, truth_scorer, sd, texts)

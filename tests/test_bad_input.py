@@ -143,6 +143,7 @@ def _cases(p: dict[str, Path]) -> list[tuple[str, list[str], str]]:
         ("milan-describe", [*de, "--units", str(p["file"])], str(p["file"])),
         ("milan-describe", [*de, "--units", str(p["footer"]), "--output", new], bad_shard),
         ("milan-describe", [*de, "--limit", "0", "--output", new], "--limit"),
+        ("milan-describe", [*de, "--device", "tpu", "--output", new], "tpu"),
         ("milan-describe", [*de, "--output", str(p["folder"])], str(p["folder"])),
         ("milan-describe", [*de, "--output", "/proc/nope/d.csv"], "/proc/nope/d.csv"),
         ("milan-describe", [*de, "--describer", "constant", "--output", new], "constant"),

@@ -138,6 +138,40 @@ def test_describer_args_are_coerced():
         parse_describer_args("oops")
 
 
+TOLD_DESCRIBER = '''
+from milannotations import DescriberMeta
+
+
+class Told:
+    """Describes every unit by what it was given of the run."""
+
+    def __init__(self, device="unset", seed=-1, progress=True):
+        self.told = f"device {device} seed {seed} progress {progress}"
+        self.meta = DescriberMeta(name="told")
+
+    def describe(self, units):
+        return [self.told] * len(units)
+'''
+
+
+def test_milan_describe_hands_device_seed_and_quiet_to_a_describer_that_takes_them(tmp_path, corpus):
+    """milan-describe builds describers as milan-eval does (baselines.registry.build_describer): --device,
+    --seed and --no-progress reach a constructor that names them; explicit --describer-args win."""
+    path = tmp_path / "told.py"
+    path.write_text(TOLD_DESCRIBER)
+    base = ["--describer", f"{path}:Told", "--units", CONFIG, "--root", str(corpus), "--limit", "3"]
+    out = tmp_path / "told.csv"
+    assert describe_main([*base, "--device", "cpu", "--seed", "7", "--no-progress", "--output", str(out)]) == 0
+    assert [r["description"] for r in read_descriptions(out)] == ["device cpu seed 7 progress False"] * 3
+    out2 = tmp_path / "told2.csv"
+    assert describe_main([*base, "--seed", "7", "--describer-args", "seed=3,progress=true,device=meta",
+                          "--no-progress", "--output", str(out2)]) == 0
+    assert {r["description"] for r in read_descriptions(out2)} == {"device meta seed 3 progress True"}
+    out3 = tmp_path / "told3.csv"  # the defaults: cpu, seed 0, the describer's own progress setting
+    assert describe_main([*base, "--output", str(out3)]) == 0
+    assert {r["description"] for r in read_descriptions(out3)} == {"device cpu seed 0 progress True"}
+
+
 def test_milan_describe_writes_descriptions_for_unannotated_units(tmp_path, corpus, capsys):
     import numpy as np
 

@@ -386,6 +386,43 @@ def test_describers_that_seed_themselves_get_each_trials_seed(corpus, tmp_path):
     assert run(1, 6)[1][0] == texts[1]  # and trial 1 is the --seed 6 run
 
 
+def test_describers_and_floors_are_built_by_the_one_factory(corpus, monkeypatch):
+    """The describer under test and both floors come from `baselines.registry.build_describer`, each with
+    the runtime it takes from: the describer the trial's seed, device and progress; the floors the seed."""
+    from baselines import registry
+    from eval import harness, scoring
+
+    built = []
+
+    def spy(spec, args=None, runtime=None):
+        built.append((spec, runtime))
+        return registry.build_describer(spec, args, runtime)
+
+    monkeypatch.setattr(harness, "build_describer", spy)
+    monkeypatch.setattr(scoring, "build_describer", spy)
+    evaluate("random-unit", root=corpus, configs=[CONFIG], trials=2, seed=3, progress=False)
+    Runtime = registry.Runtime
+    assert built == [("random-unit", Runtime("cpu", 3, False)), ("random-unit", Runtime("cpu", 4, False)),
+                     ("constant", Runtime(seed=3)), ("random-unit", Runtime(seed=3))]
+
+
+def test_build_describer_hands_each_constructor_what_it_names():
+    from baselines.registry import Runtime, build_describer, create_describer, recorded_args
+
+    run = Runtime(device="cpu", seed=9, progress=False)
+    assert build_describer("random-unit", runtime=run).seed == 9  # takes a seed, no device or progress
+    assert build_describer("random-unit", {"seed": 2}, run).seed == 2  # explicit args win
+    assert build_describer("constant", {"text": "a dog"}, run).text == "a dog"  # takes none of them
+    assert create_describer("random-unit").seed == 0  # no runtime: the constructor's defaults
+    assert recorded_args("random-unit", {}, run) == {}  # the seed is the run's, not an arg
+    floor = ConstantDescriber(text="x")
+    assert build_describer(floor, runtime=run) is floor  # an instance is checked and used as it is
+    with pytest.raises(MilanError, match="only used with a describer name"):
+        build_describer(floor, {"text": "y"})
+    with pytest.raises(MilanError, match="has no 'meta'"):
+        build_describer(object())
+
+
 # --------------------------------------------------------------------------- torchrun-style sharding
 
 def _dist_worker(rank: int, world: int, init_file: str, root: str, out_dir: str) -> None:
