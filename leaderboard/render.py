@@ -134,7 +134,7 @@ def _ci(d: Any, metric: str) -> list[float] | None:
 
 def _normalize(v: float | None, floor: float | None, ceil: float | None) -> float | None:
     """The harness's rule (`eval.harness.normalized_value`): None where the ceiling does not clear the floor."""
-    from eval.harness import normalized_value
+    from eval import normalized_value
 
     return normalized_value(v, floor, ceil)
 

@@ -3,7 +3,7 @@
 A submitted number is accepted only if it can be made again here from the
 submitted `descriptions.csv` and the benchmark data, with the harness's own
 code: its protocol splits and test-unit selection (`eval.protocols`,
-`eval.harness`), its floors, and the metrics' `Scorer` under the scorer
+`eval.splits`, re-exported by `eval`), its floors, and the metrics' `Scorer` under the scorer
 configuration and seed the results name. Nothing about scoring is
 re-implemented in this room; a mismatch beyond `tolerance` (absolute, on
 values and on interval bounds) refuses the submission.
