@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from baselines.registry import Runtime, build_describer, parse_describer_args
-from milannotations.cli import OneLineParser, run
+from milannotations.cli import OneLineParser, add_common_flags, run
 from milannotations.commands import quiet_libraries
 from milannotations.dist import check_device, init_distributed
 from milannotations.errors import MilanError
@@ -53,19 +53,17 @@ def build_eval_parser() -> argparse.ArgumentParser:
                    help="run only these splits (split names, configs or groupings of the test side)")
     p.add_argument("--scorer", default="offline", choices=("offline", "paper"),
                    help="offline: packaged all-MiniLM-L6-v2 BERTScore; paper: roberta-large L17, idf, rescaled")
-    p.add_argument("--limit", type=int, default=None, help="at most N test units per split (seeded choice)")
     p.add_argument("--trials", type=int, default=1, help="fit and describe N times with seeds seed..seed+N-1")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=32, help="units per describe() call")
-    p.add_argument("--output", default=None, metavar="DIR", help="write results.json and descriptions.csv here")
+    add_common_flags(p, output="write results.json and descriptions.csv here", output_aliases=(), progress=False,
+                     device="", seed="", limit="at most N test units per split (seeded choice)")
     p.add_argument("--submit", action="store_true",
                    help="then hand the run to `milan-leaderboard submit` (validate it with milan-leaderboard)")
     p.add_argument("--submissions", default=None, metavar="DIR",
                    help="with --submit: submissions folder (default: leaderboard/submissions under the current "
                         "folder, which must exist)")
     p.add_argument("--overwrite", action="store_true", help="with --submit: replace an existing submission")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_common_flags(p)  # --no-progress
     p.set_defaults(func=_eval_command)
     return p
 
@@ -357,12 +355,11 @@ def build_describe_parser() -> argparse.ArgumentParser:
     p.add_argument("--units", required=True, metavar="CONFIG_OR_FOLDER",
                    help="a config or grouping name, or a folder written by `milannotations exemplars`")
     p.add_argument("--root", default=None, help="built corpus folder for config names (default: the cache)")
-    p.add_argument("--output", default="descriptions.csv", metavar="FILE")
-    p.add_argument("--limit", type=int, default=None, help="at most N units (seeded choice)")
-    p.add_argument("--seed", type=int, default=0, help="for describers that take one, and the --limit choice")
-    p.add_argument("--device", default="cpu", help="for describers that run models")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--no-progress", action="store_true")
+    add_common_flags(p, output="descriptions.csv to write (default: descriptions.csv)",
+                     output_default="descriptions.csv", output_metavar="FILE", output_aliases=(),
+                     device="for describers that run models", seed="for describers that take one, and the --limit choice",
+                     limit="at most N units (seeded choice)")
     p.set_defaults(func=_describe_command)
     return p
 

@@ -26,11 +26,7 @@ def _load_configs(configs: Sequence[str], split: str | None, root) -> Any:
         prepare(configs)
     parts = []
     for config in configs:
-        try:
-            ds = load(config, split=split, root=root)
-        except ImportError as e:  # the synthetic builder is part of the corpus room
-            raise MilanError(f"cannot build the synthetic corpus for {config!r} ({e}); "
-                             "pass --root with a built folder") from e
+        ds = load(config, split=split, root=root)
         if split is None:
             ds = datasets.concatenate_datasets([ds[s] for s in ("train", "test") if s in ds])
         parts.append(ds)

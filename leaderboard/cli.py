@@ -3,7 +3,7 @@
     milan-leaderboard submit RUN_DIR [--submissions DIR] [--overwrite]   # a milan-eval --output folder
     milan-leaderboard validate [PATH ...]      # default: every submission; exit 1 if any is refused
     milan-leaderboard rescore [PATH ...]       # rewrite their numbers from descriptions.csv (metric changes)
-    milan-leaderboard render [--submissions DIR] [--out DIR]
+    milan-leaderboard render [--submissions DIR] [--output DIR]
 
 `validate` and `rescore` write what they found into the validation record
 (`validated.json` beside the submissions folder: each submission's file hashes
@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from milannotations.cli import OneLineParser, run
+from milannotations.cli import OneLineParser, add_common_flags, run
 from milannotations.errors import MilanError
 
 
@@ -145,9 +145,9 @@ def _render(args: argparse.Namespace) -> int:
 
     if args.submissions is not None and not Path(args.submissions).is_dir():
         raise MilanError(f"--submissions {args.submissions}: no such folder")
-    if args.out is not None:
-        check_output_dir(Path(args.out), "--out")  # before anything is read or rendered
-    md, page = render(args.submissions, args.out, record=args.record)
+    if args.output is not None:
+        check_output_dir(Path(args.output), "--output")  # before anything is read or rendered
+    md, page = render(args.submissions, args.output, record=args.record)
     print(f"wrote {md} and {page}")
     return 0
 
@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     rs.set_defaults(func=_validate, tolerance=0.0, embedding_tolerance=0.0, no_recompute=False)
     r = sub.add_parser("render", help="write README.md and index.html from the submissions")
     r.add_argument("--submissions", default=None, help="submissions folder (default: leaderboard/submissions)")
-    r.add_argument("--out", default=None, help="output folder (default: leaderboard/)")
+    add_common_flags(r, output="output folder (default: leaderboard/)", progress=False)
     r.add_argument("--record", default=None,
                    help="validation record to publish from (default: validated.json beside the submissions "
                         "folder); submissions without a valid entry matching their files are left out")
@@ -197,8 +197,7 @@ def _submission_args(v: argparse.ArgumentParser) -> None:
     v.add_argument("--submissions", default=None, help="submissions folder (default: leaderboard/submissions)")
     v.add_argument("--root", default=None, help="corpus folder or Hub id the benchmark data is loaded from "
                                                 "(default: the milannotations cache)")
-    v.add_argument("--device", default="cpu")
-    v.add_argument("--no-progress", action="store_true", help="no progress bars (the libraries' bars too)")
+    add_common_flags(v, device="", progress="no progress bars (the libraries' bars too)")
     v.add_argument("--record", default=None,
                    help="validation record to write the outcome and file hashes into (default: validated.json "
                         "beside each submission's submissions folder, e.g. leaderboard/validated.json)")

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from milannotations.cli import add_common_flags
+
 from .submission import SUBMISSIONS_ROOT
 
 
@@ -110,9 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocols", nargs="+", default=list(PROTOCOLS))
     p.add_argument("--benchmark", default="synth", choices=("synth", "milannotations"))
     p.add_argument("--scorer", default="offline", choices=("offline", "paper"))
-    p.add_argument("--device", default="cpu")
     p.add_argument("--root", default=None, help="built corpus folder (default: the cache)")
-    p.add_argument("--seed", type=int, default=0)
+    add_common_flags(p, progress=False, device="", seed="")
     p.add_argument("--trials", type=int, default=None, help="trials for every protocol (default: TRIALS)")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     p.add_argument("--skip-existing", action="store_true",

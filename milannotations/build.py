@@ -84,7 +84,7 @@ def find_zips(zip_dir: Path, configs: Sequence[str] | None) -> dict[str, Path]:
     """The zips to convert: the named configs (each must exist) or every known config present."""
     zip_dir = Path(zip_dir)
     if not zip_dir.is_dir():
-        raise MilanError(f"--zip-dir {zip_dir}: not a folder; run `milannotations download --out {zip_dir}`")
+        raise MilanError(f"--zip-dir {zip_dir}: not a folder; run `milannotations download --output {zip_dir}`")
     if configs:
         unknown = [c for c in configs if c not in REAL_CONFIGS]
         if unknown:
@@ -92,7 +92,7 @@ def find_zips(zip_dir: Path, configs: Sequence[str] | None) -> dict[str, Path]:
         missing = [c for c in configs if not (zip_dir / f"{c}.zip").is_file()]
         if missing:
             raise MilanError(f"{zip_dir}: missing {', '.join(f'{c}.zip' for c in missing)}; "
-                             "run `milannotations download " + " ".join(missing) + f" --out {zip_dir}`")
+                             "run `milannotations download " + " ".join(missing) + f" --output {zip_dir}`")
         return {c: zip_dir / f"{c}.zip" for c in dict.fromkeys(configs)}
     found = {c: zip_dir / f"{c}.zip" for c in REAL_CONFIGS if (zip_dir / f"{c}.zip").is_file()}
     if not found:

@@ -113,7 +113,7 @@ def check_output_file(path: str | Path, flag: str = "--output") -> Path:
     return path
 
 
-def check_corpus_dir(path: str | Path, flag: str = "--out") -> Path:
+def check_corpus_dir(path: str | Path, flag: str = "--output") -> Path:
     """`check_output_dir` for a corpus folder, which must not be named like the package.
 
     A folder named `milannotations` in the working directory is imported instead of the package

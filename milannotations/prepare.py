@@ -2,7 +2,7 @@
 
 `load()` only reads. The synthetic corpus is built here, once per config, into the cached default
 world (`milannotations.synth.catalog.default_world()`); `milan-eval`, `milan-describe` and
-`milannotations synth` (without `--out`) call it, so first use still works from an empty cache.
+`milannotations synth` (without `--output`) call it, so first use still works from an empty cache.
 The real corpus has its own steps (`milannotations download`, then `build`).
 """
 from __future__ import annotations

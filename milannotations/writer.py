@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,7 +35,18 @@ _ROW_GROUP_UNITS = 8
 _HF_METADATA = json.dumps({"info": {"features": FEATURES.to_dict()}}).encode()
 # PNG encoding dominates conversion time and PIL releases the GIL while it compresses,
 # so a unit's images are encoded in parallel; output bytes do not depend on the pool.
-_POOL = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))
+# Started on first use, not at import: importing the package starts no thread.
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        with _POOL_LOCK:
+            if _POOL is None:
+                _POOL = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))
+    return _POOL
 
 
 @dataclass
@@ -203,7 +215,7 @@ def _encode(config: str, meta: ConfigMeta, uid: str, row: UnitRow) -> dict:
             raise MilanError(f"{uid}: images must be uint8 k x 3 x H x W, got {images.dtype} {images.shape}")
         if images.shape[0] != masks.shape[0] or images.shape[-2:] != masks.shape[-2:]:
             raise MilanError(f"{uid}: images {images.shape} and masks {masks.shape} disagree")
-        image_cells = [{"bytes": b, "path": None} for b in _POOL.map(encode_png, images)]
+        image_cells = [{"bytes": b, "path": None} for b in _pool().map(encode_png, images)]
     else:
         image_cells = []
     if len(ids) != masks.shape[0]:
@@ -216,7 +228,7 @@ def _encode(config: str, meta: ConfigMeta, uid: str, row: UnitRow) -> dict:
         "layer": str(row.layer),
         "unit": int(row.unit),
         "images": image_cells,
-        "masks": [{"bytes": b, "path": None} for b in _POOL.map(_mask_png, masks)],
+        "masks": [{"bytes": b, "path": None} for b in _pool().map(_mask_png, masks)],
         "image_ids": ids,
         "annotations": [str(a) for a in row.annotations],
         "truth": row.truth,

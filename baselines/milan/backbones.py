@@ -96,10 +96,7 @@ def _random_resnet18(device: str) -> Backbone:
 
 
 def _synth(device: str) -> Backbone:
-    try:
-        from milannotations.synth.backbone import load_backbone
-    except ImportError as e:
-        raise MilanError(f"backbone=synth needs milannotations.synth.backbone ({e})") from e
+    from milannotations.synth.backbone import load_backbone  # part of the project: an ImportError is a bug, raised
     module, spec = load_backbone(device=device)
     layers = tuple(spec.layers)
     size = int(spec.image_size) if spec.image_size else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..paths import corpus_dir
+from ..cli import add_common_flags
 from . import add_image_source_args, quiet_libraries
 
 
@@ -12,11 +13,10 @@ def register(sub) -> None:
                        description=__doc__)
     p.add_argument("configs", nargs="*", metavar="CONFIG", help="configs to build (default: every zip found)")
     p.add_argument("--zip-dir", required=True, help="folder holding <config>.zip (see `milannotations download`)")
-    p.add_argument("--out", default=None,
-                   help="dataset folder to write (default: $XDG_CACHE_HOME/milannotations/corpus, where "
-                        "milannotations.load and info look); load it from anywhere with load_dataset(PATH, CONFIG)")
+    add_common_flags(p, output="dataset folder to write (default: $XDG_CACHE_HOME/milannotations/corpus, where "
+                               "milannotations.load and info look); load it from anywhere with "
+                               "load_dataset(PATH, CONFIG)")
     add_image_source_args(p)
-    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
 
@@ -24,10 +24,10 @@ def run(args: argparse.Namespace) -> int:
     from ..build import build
     from ..fsutil import check_corpus_dir
 
-    args.out = str(check_corpus_dir(args.out or corpus_dir()))
+    args.output = str(check_corpus_dir(args.output or corpus_dir(), "--output"))
     if args.no_progress:
         quiet_libraries()
-    built = build(args.zip_dir, args.out, args.configs or None, imagenet=args.imagenet,
+    built = build(args.zip_dir, args.output, args.configs or None, imagenet=args.imagenet,
                   places365=args.places365, legacy_resize=args.legacy_resize, progress=not args.no_progress)
-    print(f"built {', '.join(built)} into {args.out}")
+    print(f"built {', '.join(built)} into {args.output}")
     return 0

@@ -16,6 +16,7 @@ from pathlib import Path
 from ..dist import check_device, init_distributed
 from ..errors import MilanError
 from ..fsutil import check_corpus_dir
+from ..cli import add_common_flags
 
 
 def register(subparsers) -> None:
@@ -27,11 +28,11 @@ def register(subparsers) -> None:
     p.add_argument("--images", required=True, type=Path, help="ImageFolder or flat folder of images")
     p.add_argument("--layers", required=True, help="comma-separated submodule names, e.g. layer1,layer4")
     p.add_argument("--name", required=True, help="config name to write")
-    p.add_argument("--out", required=True, type=Path, help="corpus folder to write the config into")
+    add_common_flags(p, output="corpus folder to write the config into", output_type=Path, output_required=True,
+                     progress=False, device="")
     p.add_argument("--k", type=int, default=15, help="top images per unit (default 15)")
     p.add_argument("--quantile", type=float, default=0.99, help="mask threshold quantile (default 0.99)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--device", default="cpu")
     p.add_argument("--strict", action="store_true", help="refuse unreadable images instead of skipping them")
     p.add_argument("--resize", type=int, default=256, help="Resize() before the centre crop (default 256)")
     p.add_argument("--crop", type=int, default=224, help="CenterCrop() size (default 224)")
@@ -41,7 +42,7 @@ def register(subparsers) -> None:
     p.add_argument("--dataset-name", default=None, help="`dataset` field of the rows (default: folder name)")
     p.add_argument("--chunk-size", type=int, default=None, help="images per resumable chunk (default 1024)")
     p.add_argument("--workers", type=int, default=0, help="image-decoding worker processes")
-    p.add_argument("--no-progress", action="store_true")
+    add_common_flags(p)  # --no-progress, last as before
     p.set_defaults(func=run)
 
 
@@ -84,12 +85,12 @@ def run(args: argparse.Namespace) -> int:
     from ..exemplars.models import load_model
 
     check_device(args.device)
-    check_corpus_dir(args.out)
+    check_corpus_dir(args.output, "--output")
     if args.no_progress:
         from . import quiet_libraries
 
         quiet_libraries()
-    created = not args.out.exists()
+    created = not args.output.exists()
     distributed = init_distributed(args.device)
     rank = 0
     try:
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
             raise MilanError(f"--k {args.k}: {args.images} holds only {len(dataset)} images; "
                              f"give --k {len(dataset)} or fewer")
         loaded = load_model(args.model, args.weights, normalize=args.normalize)
-        work = args.out / ".exemplars-work" / args.name / _run_key(args, dataset.files)
+        work = args.output / ".exemplars-work" / args.name / _run_key(args, dataset.files)
         progress = not args.no_progress and rank == 0
         if rank == 0:
             print(f"exemplars: {len(dataset)} images, layers {', '.join(layers)}, work folder {work}",
@@ -130,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
                           provenance={"model_spec": args.model, "weights": args.weights,
                                       "transform": f"Resize({args.resize}) + CenterCrop({args.crop})",
                                       "normalize": args.normalize})
-        path = write_exemplar_config(args.out, meta, loaded.module, layers, dataset, stats,
+        path = write_exemplar_config(args.output, meta, loaded.module, layers, dataset, stats,
                                      batch_size=args.batch_size, device=args.device, progress=progress,
                                      num_workers=args.workers)
         if rank == 0:
@@ -141,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     except BaseException:
         if rank == 0 and created:
-            _remove_empty_tree(args.out)  # a failed first run leaves no empty --out behind
+            _remove_empty_tree(args.output)  # a failed first run leaves no empty --output behind
         raise
     finally:
         if distributed:

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     roots = [r for r in _roots(args.root) if (r / "meta").is_dir() and any((r / "meta").glob("*.json"))]
     if not roots:
         where = args.root or _roots(None)[0]
-        raise MilanError(f"{where}: no built configs; run `milannotations build --out {where}` (or `synth`)")
+        raise MilanError(f"{where}: no built configs; run `milannotations build --output {where}` (or `synth`)")
     tables = [(root, _table(root)) for root in roots]  # verify everything before printing anything
     for root, body in tables:
         rows = [("config", "train", "test", "total", "images"), *body]

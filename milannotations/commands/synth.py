@@ -1,6 +1,6 @@
 """`milannotations synth`: build the synthetic ground-truth corpus into a folder, or into the cache.
 
-Without `--out` the configs are built (once) into the cached default world that `load()`,
+Without `--output` the configs are built (once) into the cached default world that `load()`,
 `milan-eval` and `milan-describe` read: the command-line face of `milannotations.prepare()`.
 """
 from __future__ import annotations
@@ -11,6 +11,7 @@ from pathlib import Path
 from ..errors import MilanError
 from ..fsutil import check_corpus_dir
 from ..synth.catalog import DEFAULT_UNITS, POOL_SIZE, SYNTH_CONFIGS, SYNTH_NET_CONFIGS
+from ..cli import add_common_flags
 from . import quiet_libraries
 
 
@@ -20,10 +21,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Write synthetic configs in the hub-ready layout (data/, splits/, meta/, README.md). "
                     "The default builds the four annotated configs; name synth-net-plain / synth-net-cluttered "
                     "to add exemplars of the trained synthetic backbone's own units (trains it once, cached).")
-    p.add_argument("--out", type=Path, default=None,
-                   help="output folder (created or updated); default: the cache's default world (seed 0, "
-                        "default units and pool), where load() finds it, building only what is missing")
-    p.add_argument("--seed", type=int, default=0, help="world seed: scenes, units, noise, descriptions (default 0)")
+    add_common_flags(p, output="output folder (created or updated); default: the cache's default world (seed 0, "
+                               "default units and pool), where load() finds it, building only what is missing",
+                     output_type=Path, progress_aliases=("--quiet",),
+                     seed="world seed: scenes, units, noise, descriptions (default 0)")
     p.add_argument("--units", type=int, default=DEFAULT_UNITS, help=f"units per config (default {DEFAULT_UNITS})")
     p.add_argument("--pool-size", type=int, default=POOL_SIZE,
                    help=f"scenes per domain that exemplars are drawn from (default {POOL_SIZE})")
@@ -34,22 +35,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="where the trained backbone is cached (default: the milannotations cache/models)")
     p.add_argument("--backbone-steps", type=int, default=None,
                    help="training steps of the backbone for synth-net configs (default: the module's default)")
-    p.add_argument("--no-progress", "--quiet", dest="quiet", action="store_true",
-                   help="no progress bars (--quiet: the same)")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from ..synth.build import build_synth  # scenes, neurons and the backbone: loaded only to build
 
-    if args.quiet:
+    if args.no_progress:
         quiet_libraries()
-    if args.out is None:
+    if args.output is None:
         return _run_cache(args)
-    check_corpus_dir(args.out)
-    out = build_synth(args.out, seed=args.seed, units=args.units, configs=args.configs,
+    check_corpus_dir(args.output, "--output")
+    out = build_synth(args.output, seed=args.seed, units=args.units, configs=args.configs,
                       pool_size=args.pool_size,
-                      progress=not args.quiet, cache_dir=args.backbone_cache,
+                      progress=not args.no_progress, cache_dir=args.backbone_cache,
                       backbone_steps=args.backbone_steps)
     print(f"wrote synthetic corpus to {out}")
     return 0
@@ -64,7 +63,7 @@ def _run_cache(args: argparse.Namespace) -> int:
         if value != default]
     if changed:
         raise MilanError(f"{', '.join(changed)}: a world other than the cached default that load() reads; "
-                         "pass --out DIR too (then load(..., root=DIR))")
-    out = prepare(args.configs, progress=not args.quiet)
+                         "pass --output DIR too (then load(..., root=DIR))")
+    out = prepare(args.configs, progress=not args.no_progress)
     print(f"synthetic corpus ready in the cache: {out}")
     return 0

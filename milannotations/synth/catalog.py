@@ -45,5 +45,5 @@ def cache_key(seed: int, units: int, pool_size: int = POOL_SIZE) -> str:
 
 def default_world() -> Path:
     """The cached default world (seed 0, DEFAULT_UNITS units, POOL_SIZE scenes) that `load()` reads
-    and `milannotations.prepare()` / `milannotations synth` without `--out` build."""
+    and `milannotations.prepare()` / `milannotations synth` without `--output` build."""
     return synth_dir() / cache_key(0, DEFAULT_UNITS, POOL_SIZE)
