@@ -24,7 +24,7 @@ from eval.metrics.bertscore import (
     resolve_config,
 )
 from eval.metrics.bleu import reference_streams
-from eval.metrics.bootstrap import percentile_ci, resample_counts
+from eval.metrics.bootstrap import resample_counts, summarize
 from eval.metrics.cache import EmbeddingCache, entry_key
 from eval.metrics.result import MetricScore
 from eval.metrics.retrieval import SIGNATURE_TEMPLATE, retrieval_per_unit, tie_groups, unit_similarity
@@ -82,9 +82,9 @@ class Scorer:
         self.bucket = bucket
         self.encoder = TokenEncoder(self.config, device=device, batch_size=batch_size, bucket=bucket)
         if cache_dir is None:
-            from milannotations.load import default_root
+            from milannotations.paths import scoring_cache_dir
 
-            cache_dir = default_root() / "scoring-cache"
+            cache_dir = scoring_cache_dir()
         self.cache = EmbeddingCache(cache_dir)
         self.n_boot = n_boot
         self.seed = seed
@@ -186,18 +186,8 @@ class Scorer:
         """Average per-unit values and BLEU over passes (one pass for `score`, one per annotator for `ceiling`)."""
         n = len(next(iter(parts[0].per_unit.values())))
         counts = resample_counts(n, self.n_boot, self.seed)
-        out: dict[str, MetricScore] = {}
-        for m in AGREEMENT:
-            name = m.name
-            if m.kind == "corpus":  # e.g. sacrebleu's corpus BLEU, from its own summed statistics
-                value = float(np.mean([m.from_stats(p.stats[name].sum(axis=0)) for p in parts]))
-                reps = np.mean([m.from_stats(counts @ p.stats[name]) for p in parts], axis=0)
-                out[name] = MetricScore(value, percentile_ci(reps), signatures[name], None)
-            else:
-                per_unit = np.mean([p.per_unit[name] for p in parts], axis=0)
-                reps = counts @ per_unit / n
-                out[name] = MetricScore(float(per_unit.mean()), percentile_ci(reps), signatures[name], per_unit.tolist())
-        return out
+        return {m.name: summarize(m, [p.stats[m.name] if m.kind == "corpus" else p.per_unit[m.name] for p in parts],
+                                  counts, signatures[m.name]) for m in AGREEMENT}
 
     def _prepare_refs(self, refs: list[list[str]], revision):
         flat = [r for unit in refs for r in unit]

@@ -31,7 +31,7 @@ from typing import Sequence
 
 import numpy as np
 
-from eval.metrics.bootstrap import percentile_ci, resample_counts
+from eval.metrics.bootstrap import resample_counts, summarize
 from eval.metrics.result import MetricScore
 from eval.metrics.retrieval import retrieval_per_unit, tie_groups
 from eval.metrics.spec import METRICS
@@ -233,20 +233,9 @@ class TruthScorer:
         """Mean over passes (annotator slots for the human row, else one), bootstrap over units."""
         n = len(next(iter(passes[0].values())))
         counts = resample_counts(n, self.n_boot, self.seed)
-        out: dict[str, MetricScore] = {}
-        for m in METRICS:
-            if m.family != "truth":
-                continue
-            sig = f"{m.name}|{_WHAT[m.name]}|{ctx.signature}{suffix}"
-            if m.kind == "corpus":
-                value = float(np.mean([m.from_stats(p[m.name].sum(axis=0)) for p in passes]))
-                reps = np.mean([m.from_stats(counts @ p[m.name]) for p in passes], axis=0)
-                out[m.name] = MetricScore(value, percentile_ci(reps), sig, None)
-            else:
-                per_unit = np.mean([p[m.name] for p in passes], axis=0)
-                out[m.name] = MetricScore(float(per_unit.mean()), percentile_ci(counts @ per_unit / n), sig,
-                                          per_unit.tolist())
-        return out
+        return {m.name: summarize(m, [p[m.name] for p in passes], counts,
+                                  f"{m.name}|{_WHAT[m.name]}|{ctx.signature}{suffix}")
+                for m in METRICS if m.family == "truth"}
 
     # ------------------------------------------------------------------ public
     def score(self, ctx: TruthContext, descriptions: Sequence[str]) -> dict[str, MetricScore]:

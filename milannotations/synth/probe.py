@@ -67,13 +67,9 @@ def _cache_root(cache_dir: str | Path | None) -> Path:
     return probe_dir()
 
 
-def _builder_version() -> str:
-    return BUILDER_VERSION
-
-
 def signature(size: int, seed: int) -> str:
     """What a probe-set number depends on, for metric signatures."""
-    return (f"probe:synth@{PROBE_OFFSET}+{size},seed:{seed},world:v{_builder_version()},"
+    return (f"probe:synth@{PROBE_OFFSET}+{size},seed:{seed},world:v{BUILDER_VERSION},"
             f"cells:{MAP_SIZE}x{MAP_SIZE},cov>={COVERAGE}")
 
 
@@ -166,7 +162,7 @@ def probe_atoms(domain: str, seed: int = 0, size: int = PROBE_SIZE, *, cache_dir
                 inputs: np.ndarray | None = None) -> ProbeAtoms:
     """The atoms of a domain's probe set, from the cache or rendered once (a few seconds per 500 scenes)."""
     folder = _cache_root(cache_dir)
-    name = f"atoms-{domain}-seed{seed}-n{size}-{_key(PROBE_VERSION, _builder_version())}.npz"
+    name = f"atoms-{domain}-seed{seed}-n{size}-{_key(PROBE_VERSION, BUILDER_VERSION)}.npz"
     path = folder / name
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
@@ -228,7 +224,7 @@ def unit_stats(config: str, seed: int, units: int, indices: Sequence[int] | None
     _, domain = parse_config(config)
     idx = np.arange(units) if indices is None else np.asarray(sorted(set(int(i) for i in indices)), np.int64)
     folder = _cache_root(cache_dir)
-    key = _key(PROBE_VERSION, _builder_version(), idx.tolist())
+    key = _key(PROBE_VERSION, BUILDER_VERSION, idx.tolist())
     path = folder / f"units-{config}-seed{seed}-units{units}-n{size}-{key}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
