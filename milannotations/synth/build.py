@@ -293,12 +293,10 @@ def ensure_synth(root: str | Path, seed: int = 0, units: int = DEFAULT_UNITS,
 
 def world_of(config: str, root: str | Path | None = None) -> tuple[int, int] | None:
     """(seed, units) a built synthetic config was made with, from its metadata: what truth scoring
-    needs to rebuild its units exactly. `root` is the corpus folder (default: the cached build).
+    needs to rebuild its units exactly. `root` is the corpus folder (default: the cached default world;
+    it only reads, like `load()`).
     None when the config was not made by this builder (e.g. a hand-written synthetic-like corpus)."""
-    if root is None:
-        folder = ensure_synth(default_world().parent, configs=[config], progress=False)
-    else:
-        folder = Path(root)
+    folder = default_world() if root is None else Path(root)  # built by `prepare` before any split is read
     path = folder / "meta" / f"{config}.json"
     try:
         prov = json.loads(path.read_text()).get("provenance") or {}

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .formula import RELATIONS  # one list of the spatial relations, shared with descriptions' formulas
 from .scenes import BACKGROUNDS, COLOURS, CONCEPT_INDEX, CONCEPTS, IMAGE_SIZE, PARTS, SHAPES, TEXTURES, Scene
 
 #: Neuron maps are computed at IMAGE_SIZE / STRIDE = 28 x 28, like a stride-4 conv stage.
@@ -39,7 +40,6 @@ N_NOISE = 3
 #: Channels of a neuron input: concept coverages, then salience, then noise fields.
 INPUT_CHANNELS = len(CONCEPTS) + 1 + N_NOISE
 KINDS = ("concept", "and", "or", "not", "relation", "polysemantic")
-RELATIONS = ("above", "below", "left of", "right of")
 
 #: Share of each kind per family (every kind gets at least one unit when units >= len(KINDS)).
 FAMILY_KINDS: dict[str, dict[str, float]] = {
