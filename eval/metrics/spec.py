@@ -10,8 +10,10 @@ a metric computed from the BERTScore embeddings also needs its line in
 `Scorer._parts`, which shares one similarity matrix between them.
 
 `family` says what a metric compares a description with: `agreement` (the
-annotators' words, the paper's track), `truth` (a synthetic unit's formula)
-or `faithfulness` (the unit's activations). A metric that fails NeuronEval's
+annotators' words, the paper's track), `truth` (a synthetic unit's formula),
+`faithfulness` (the unit's exemplar masks, through a labeller: positives
+only) or `probe` (the unit's activations on a probe set, through a labeller).
+The last two are never compared with each other. A metric that fails NeuronEval's
 sanity checks is a `diagnostic`: shown, never ranked.
 """
 from __future__ import annotations
@@ -38,7 +40,7 @@ class MetricSpec:
 
     name: str  # key in results.json
     label: str  # column header on the page and in the CLI
-    family: str = "agreement"  # agreement | truth | faithfulness
+    family: str = "agreement"  # agreement | truth | faithfulness | probe
     kind: str = "mean"  # mean: per-unit values, bootstrap over units; corpus: from summed statistics
     scale: float = 1.0  # the value's range is [0, scale] (BLEU: 100)
     embeddings: bool = False  # from float32 model embeddings: validated with the embedding tolerance
@@ -62,7 +64,7 @@ class MetricSpec:
         return self.signature(n_refs) if callable(self.signature) else self.signature
 
 
-FAMILIES = ("agreement", "truth", "faithfulness")
+FAMILIES = ("agreement", "truth", "faithfulness", "probe")
 KINDS = ("mean", "corpus")
 
 
@@ -96,6 +98,24 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("truth_exact", "Exact formula", family="truth"),
     MetricSpec("truth_concept_precision", "Concept precision", family="truth", diagnostic=True),
     MetricSpec("truth_concept_recall", "Concept recall", family="truth", diagnostic=True),
+    # Faithfulness on the unit's own exemplars through a labeller (eval/metrics/faithfulness.py): IoU and
+    # F1 pass NeuronEval's missing/extra-label checks (tests/test_faithfulness.py); recall ("the exemplars
+    # show it") fails the extra-label one, a constant "object" scores 1.
+    MetricSpec("exemplar_px_iou", "Exemplar IoU", family="faithfulness", headline=True),
+    MetricSpec("exemplar_px_f1", "Exemplar F1", family="faithfulness"),
+    MetricSpec("exemplar_ident_top1", "Exemplar ident. top-1", family="faithfulness"),
+    MetricSpec("exemplar_ident_mrr", "Exemplar ident. MRR", family="faithfulness"),
+    MetricSpec("exemplar_recall", "Exemplar recall", family="faithfulness", diagnostic=True),
+    # Faithfulness on a probe set (NeuronEval's s_M(a_k, c_t)); CoSy's AUC and MAD fail the missing-label
+    # check and MAD is unbounded: diagnostics.
+    MetricSpec("probe_pearson", "Probe Pearson", family="probe", headline=True),
+    MetricSpec("probe_auprc", "Probe AUPRC", family="probe"),
+    MetricSpec("probe_iou", "Probe IoU@alpha", family="probe"),
+    MetricSpec("probe_f1", "Probe F1@alpha", family="probe"),
+    MetricSpec("probe_ident_top1", "Probe ident. top-1", family="probe"),
+    MetricSpec("probe_ident_mrr", "Probe ident. MRR", family="probe"),
+    MetricSpec("probe_cosy_auc", "CoSy AUC", family="probe", diagnostic=True),
+    MetricSpec("probe_cosy_mad", "CoSy MAD", family="probe", diagnostic=True),
 )
 
 METRIC_NAMES: tuple[str, ...] = tuple(m.name for m in METRICS)
@@ -105,6 +125,7 @@ HEADLINE: str = HEADLINES["agreement"]
 #: Metrics computed by the agreement `Scorer` (text against annotators); the others need the world's truth.
 AGREEMENT_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.family == "agreement")
 TRUTH_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.family == "truth")
+FAITHFULNESS_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.family in ("faithfulness", "probe"))
 EMBEDDING_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS if m.embeddings)
 _BY_NAME = {m.name: m for m in METRICS}
 

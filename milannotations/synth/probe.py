@@ -121,6 +121,21 @@ class _AtomLookup:
         return out
 
 
+class CellLookup(_AtomLookup):
+    """`formula.Lookup` over cells: `bits` is `cell_bits` output [N, B, h, w], a mask is bool [N, h, w].
+    The faithfulness oracle evaluates a parsed description on any synthetic scenes with it."""
+
+    def nothing(self) -> np.ndarray:
+        return np.zeros((self.bits.shape[0], *self.bits.shape[2:]), bool)
+
+
+def scene_cells(domain: str, indices: Iterable[int], seed: int = 0) -> np.ndarray:
+    """bool [N, 45, 28, 28]: which concepts cover at least `COVERAGE` of each cell of the given scenes
+    (the same cell rule as the probe set and the units' own inputs)."""
+    out = [neuron_input(render_scene(domain, int(i), seed))[:_N_CONCEPTS] >= COVERAGE for i in indices]
+    return np.stack(out) if out else np.zeros((0, _N_CONCEPTS, MAP_SIZE, MAP_SIZE), bool)
+
+
 def _union_names(f: Formula) -> list[str] | None:
     """The relation objects a union of shapes names (None if `f` is not such a union)."""
     if f.op == "concept" and f.name in RELATION_OBJECTS:
