@@ -5,8 +5,12 @@ shows CLIP: masked regions of single concepts (an object's mask bright, the
 rest dimmed, cropped to the region, as `masked_regions` renders exemplars)
 paired with the concept's name or the object's attribute phrase ("red
 striped circle", "top edge of square"), and whole scenes paired with their
-captions. Seeded and single-process, so two trainings give the same
-weights; cached as safetensors + JSON under `default_root()/models`.
+captions. Trained in `milannotations.training.deterministic_training` (seeded,
+two threads -- the count its cached weights were made with; one thread gives
+other bits -- and deterministic algorithms), so two trainings give the same
+weights; cached by `milannotations.training.cached_model` as safetensors +
+JSON under `milannotations.paths.models_dir()`. `SynthClip.model_spec` is its
+`milannotations.weights.ModelSpec`.
 """
 from __future__ import annotations
 
@@ -23,11 +27,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from milannotations.fsutil import staging_dir, replace_path
+from milannotations.training import cached_model, deterministic_training
+from milannotations.weights import ModelSpec
 
 from .regions import masked_regions
 
 VERSION = 2
+NAME = "synth-clip"
+#: Training threads, fixed: the cached weights were trained with two (this project's machines' default);
+#: the intra-op split of the work, and so the float sums, depend on the count.
+THREADS = 2
 _WORD = re.compile(r"[a-z]+")
 
 
@@ -128,6 +137,9 @@ class SynthClip:
         self.image_size = cfg.image_size
         self.name = synth_clip_name(cfg)
         self.trained_on = ("synthetic scenes and captions (seed %d)" % cfg.world_seed,)
+        self.model_spec = ModelSpec(name=self.name, feature_dims=(cfg.embed_dim,), mean=tuple(_MEAN.flatten().tolist()),
+                                    std=tuple(_STD.flatten().tolist()), image_size=cfg.image_size,
+                                    trained_on=self.trained_on, seed=cfg.seed, steps=cfg.steps, version=str(VERSION))
 
     @torch.no_grad()
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
@@ -141,7 +153,11 @@ class SynthClip:
 
 def synth_clip_name(cfg: SynthClipConfig | None = None) -> str:
     """The signature of the synthetic CLIP of a config, known before (and without) training or loading it."""
-    return f"synth-clip-v{VERSION}-{(cfg or SynthClipConfig()).key()}"
+    return f"{NAME}-{'-'.join(_key_parts(cfg or SynthClipConfig()))}"
+
+
+def _key_parts(cfg: SynthClipConfig) -> list[str]:
+    return [f"v{VERSION}", cfg.key()]
 
 
 def _pairs_of_scene(scene, rng: np.random.Generator, size: int) -> list[tuple[torch.Tensor, str]]:
@@ -176,73 +192,56 @@ def train_synth_clip(cfg: SynthClipConfig, progress: bool = True) -> SynthClip:
 
     from milannotations.synth.scenes import CONCEPT_NAMES, DOMAINS, render_scene
 
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    regions, texts = [], []
-    for i in tqdm(range(cfg.pool_scenes), desc="synth-clip: scenes", disable=not progress):
-        scene = render_scene(DOMAINS[i % len(DOMAINS)], 1_000_000 + i, cfg.world_seed)
-        for r, t in _pairs_of_scene(scene, rng, cfg.image_size):
-            regions.append(r)
-            texts.append(t)
-    words = [w for t in (*CONCEPT_NAMES, *texts) for w in _WORD.findall(t.lower())]
-    tokenizer = WordTokenizer([w for w, _ in sorted(__import__("collections").Counter(words).items(),
-                                                     key=lambda kv: (-kv[1], kv[0]))])
-    X = torch.stack(regions)
-    ids = tokenizer(texts)
-    text_key = torch.tensor([hash(t) % (2 ** 61) for t in texts])
-    net = SynthClipNet(len(tokenizer.vocab), cfg)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    net.train()
-    for _ in tqdm(range(cfg.steps), desc="synth-clip: training", disable=not progress):
-        b = torch.randint(0, len(X), (cfg.batch_size,), generator=gen)
-        x = X[b]
-        flip = torch.rand(len(b), generator=gen) < 0.5
-        x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-        img = F.normalize(net.image((x - _MEAN) / _STD), dim=-1)
-        txt = F.normalize(net.text(ids[b]), dim=-1)
-        logits = net.logit_scale.exp().clamp(max=100) * img @ txt.T
-        same = (text_key[b][:, None] == text_key[b][None, :]).float()  # duplicate texts are positives too
-        target = same / same.sum(1, keepdim=True)
-        loss = (torch.sum(-target * logits.log_softmax(1), 1).mean()
-                + torch.sum(-target * logits.T.log_softmax(1), 1).mean()) / 2
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
+    with deterministic_training(cfg.seed, threads=THREADS):
+        rng = np.random.default_rng(cfg.seed)
+        regions, texts = [], []
+        for i in tqdm(range(cfg.pool_scenes), desc="synth-clip: scenes", disable=not progress):
+            scene = render_scene(DOMAINS[i % len(DOMAINS)], 1_000_000 + i, cfg.world_seed)
+            for r, t in _pairs_of_scene(scene, rng, cfg.image_size):
+                regions.append(r)
+                texts.append(t)
+        words = [w for t in (*CONCEPT_NAMES, *texts) for w in _WORD.findall(t.lower())]
+        tokenizer = WordTokenizer([w for w, _ in sorted(__import__("collections").Counter(words).items(),
+                                                         key=lambda kv: (-kv[1], kv[0]))])
+        X = torch.stack(regions)
+        ids = tokenizer(texts)
+        text_key = torch.tensor([hash(t) % (2 ** 61) for t in texts])
+        net = SynthClipNet(len(tokenizer.vocab), cfg)
+        opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=0.01)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        net.train()
+        for _ in tqdm(range(cfg.steps), desc="synth-clip: training", disable=not progress):
+            b = torch.randint(0, len(X), (cfg.batch_size,), generator=gen)
+            x = X[b]
+            flip = torch.rand(len(b), generator=gen) < 0.5
+            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+            img = F.normalize(net.image((x - _MEAN) / _STD), dim=-1)
+            txt = F.normalize(net.text(ids[b]), dim=-1)
+            logits = net.logit_scale.exp().clamp(max=100) * img @ txt.T
+            same = (text_key[b][:, None] == text_key[b][None, :]).float()  # duplicate texts are positives too
+            target = same / same.sum(1, keepdim=True)
+            loss = (torch.sum(-target * logits.log_softmax(1), 1).mean()
+                    + torch.sum(-target * logits.T.log_softmax(1), 1).mean()) / 2
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
     return SynthClip(net, tokenizer, cfg)
-
-
-def _cache_paths(cache_dir: Path, cfg: SynthClipConfig) -> tuple[Path, Path]:
-    stem = synth_clip_name(cfg)
-    return cache_dir / f"{stem}.safetensors", cache_dir / f"{stem}.json"
 
 
 def load_synth_clip(device: str = "cpu", cache_dir: Path | None = None, **overrides) -> SynthClip:
     """The cached synthetic CLIP, trained on first use (a few minutes on two cores)."""
-    from safetensors.torch import load_file, save_file
-
-    from milannotations.paths import default_root
-
     cfg = SynthClipConfig(**overrides)
-    cache_dir = Path(cache_dir) if cache_dir else default_root() / "models"
-    weights, meta = _cache_paths(cache_dir, cfg)
-    if weights.exists() and meta.exists():
-        info = json.loads(meta.read_text())
-        tok = WordTokenizer(info["vocab"][2:])
-        net = SynthClipNet(len(tok.vocab), cfg)
-        net.load_state_dict(load_file(str(weights)))
-        return SynthClip(net, tok, cfg, device)
-    t0 = time.time()
-    model = train_synth_clip(cfg)
-    with staging_dir(cache_dir) as stage:
-        save_file({k: v.contiguous() for k, v in model.net.state_dict().items()}, str(stage / weights.name))
-        (stage / meta.name).write_text(json.dumps({"config": asdict(cfg), "version": VERSION,
-                                                   "vocab": model.tokenizer.vocab,
-                                                   "train_seconds": round(time.time() - t0, 1)}, indent=1))
-        replace_path(stage / weights.name, weights)
-        replace_path(stage / meta.name, meta)
-    model.net.to(device)
-    model.device = device
-    return model
+
+    def build(info: dict) -> SynthClipNet:
+        return SynthClipNet(len(WordTokenizer(info["vocab"][2:]).vocab), cfg)
+
+    def train() -> tuple[SynthClipNet, dict]:
+        t0 = time.time()
+        model = train_synth_clip(cfg)
+        return model.net, {"config": asdict(cfg), "version": VERSION, "vocab": model.tokenizer.vocab,
+                           "train_seconds": round(time.time() - t0, 1)}
+
+    entry = cached_model(NAME, _key_parts(cfg), build, train, cache_dir=cache_dir, seed=cfg.seed, threads=THREADS)
+    return SynthClip(entry.module, WordTokenizer(entry.info["vocab"][2:]), cfg, device)

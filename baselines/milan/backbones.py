@@ -1,14 +1,14 @@
 """The frozen image networks MILAN's encoder reads features from.
 
-A `Backbone` carries everything the encoder needs to use it correctly (which
-stages to pool, their widths, the input transform) and a `signature` that
+A `Backbone` carries everything the encoder needs to use it correctly in its
+`spec` (`milannotations.weights.ModelSpec`: which stages to pool, their
+widths, the input transform, what it was trained on) and a `signature` that
 keys the feature cache, so features of different networks or weights never
 mix. Weights are never downloaded: ImageNet ResNets come from a file the
 user names or from torchvision's own cache (`$TORCH_HOME`).
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from milannotations.errors import MilanError
+from milannotations.weights import ModelSpec, fingerprint, load_state_dict
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -23,32 +24,47 @@ RESNET_LAYERS = ("conv1", "layer1", "layer2", "layer3", "layer4")
 BACKBONES = ("resnet50", "resnet101", "synth", "resnet18-random")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Backbone:
-    """A frozen network in eval mode plus what the encoder must know about it."""
+    """A frozen network in eval mode, its spec, and the signature that keys its cached features."""
 
-    name: str
+    name: str  # the registry name (`BACKBONES`)
     module: nn.Module
-    layers: tuple[str, ...]
-    feature_dims: tuple[int, ...]
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    image_size: int | None  # square input size; None keeps the exemplar images' own size
+    spec: ModelSpec
     signature: str  # name + weights fingerprint + transform; keys the feature cache
-    trained_on: str = ""
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return self.spec.layers
+
+    @property
+    def feature_dims(self) -> tuple[int, ...]:
+        return self.spec.feature_dims
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return self.spec.mean
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return self.spec.std
+
+    @property
+    def image_size(self) -> int | None:
+        """Square input size; None keeps the exemplar images' own size."""
+        return self.spec.image_size
+
+    @property
+    def trained_on(self) -> tuple[str, ...]:
+        return self.spec.trained_on
 
     @property
     def feature_size(self) -> int:
-        return sum(self.feature_dims)
+        return self.spec.feature_size
 
 
-def _fingerprint(module: nn.Module) -> str:
-    """A short hash of the weights, so a retrained backbone never reuses stale cached features."""
-    h = hashlib.sha256()
-    for key, value in sorted(module.state_dict().items()):
-        h.update(key.encode())
-        h.update(value.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+#: A short hash of the weights, so a retrained backbone never reuses stale cached features.
+_fingerprint = fingerprint
 
 
 def _freeze(module: nn.Module, device: str) -> nn.Module:
@@ -75,13 +91,13 @@ def _imagenet_resnet(name: str, weights: str | Path | None, device: str) -> Back
             "or use backbone=synth for the synthetic corpus")
     model = getattr(tvm, name)(weights=None)
     try:
-        state = torch.load(found, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
+        model.load_state_dict(load_state_dict(found))
     except Exception as e:  # noqa: BLE001 - any failure here means the file is not usable
         raise MilanError(f"{found} is not a torchvision {name} state dict: {e}") from e
     dims = (64, 256, 512, 1024, 2048)
-    return Backbone(name, _freeze(model, device), RESNET_LAYERS, dims, IMAGENET_MEAN, IMAGENET_STD, 224,
-                    f"{name}-{_fingerprint(model)}-224", trained_on="imagenet")
+    spec = ModelSpec(name=name, layers=RESNET_LAYERS, feature_dims=dims, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                     image_size=224, trained_on=("imagenet",))
+    return Backbone(name, _freeze(model, device), spec, f"{name}-{_fingerprint(model)}-224")
 
 
 def _random_resnet18(device: str) -> Backbone:
@@ -91,19 +107,18 @@ def _random_resnet18(device: str) -> Backbone:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = tvm.resnet18(weights=None)
-    return Backbone("resnet18-random", _freeze(model, device), RESNET_LAYERS, (64, 64, 128, 256, 512),
-                    IMAGENET_MEAN, IMAGENET_STD, None, f"resnet18-random-{_fingerprint(model)}")
+    spec = ModelSpec(name="resnet18-random", layers=RESNET_LAYERS, feature_dims=(64, 64, 128, 256, 512),
+                     mean=IMAGENET_MEAN, std=IMAGENET_STD, image_size=None)
+    return Backbone("resnet18-random", _freeze(model, device), spec, f"resnet18-random-{_fingerprint(model)}")
 
 
 def _synth(device: str) -> Backbone:
-    from milannotations.synth.backbone import load_backbone  # part of the project: an ImportError is a bug, raised
-    module, spec = load_backbone(device=device)
-    layers = tuple(spec.layers)
+    # part of the project: an ImportError is a bug, raised
+    from milannotations.synth.backbone import load_synth_backbone
+
+    module, spec = load_synth_backbone(device=device)
     size = int(spec.image_size) if spec.image_size else None
-    return Backbone("synth", _freeze(module, device), layers, tuple(int(d) for d in spec.feature_dims),
-                    tuple(spec.mean), tuple(spec.std), size,
-                    f"synth-{spec.name}-{_fingerprint(module)}-{size}",
-                    trained_on=str(getattr(spec, "trained_on", "")))
+    return Backbone("synth", _freeze(module, device), spec, f"synth-{spec.name}-{_fingerprint(module)}-{size}")
 
 
 _LOADED: dict[tuple[str, str, str], Backbone] = {}

@@ -9,14 +9,16 @@ trained with cross-entropy on freshly rendered scenes of both
 domains. Training scenes use their own seed (`TRAIN_SCENE_SEED`), so the
 network never sees the corpus's probe scenes (seed 0) during training.
 
-Weights are cached as safetensors under
-`milannotations.default_root()/"models"`, keyed by every setting that
+Weights are cached as safetensors by `milannotations.training.cached_model`
+under `milannotations.paths.models_dir()`, keyed by every setting that
 changes them, so the ~1-2 minute training happens once per machine.
-Training is deterministic given the seed (fixed init, fixed scene order).
+Training is deterministic given the seed (fixed init, fixed scene order, and
+`milannotations.training.deterministic_training`: one thread, deterministic
+algorithms). The trained network describes itself with a
+`milannotations.weights.ModelSpec` (`SynthSegmenter.model_spec`).
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,7 +31,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from milannotations.errors import MilanError
-from milannotations.fsutil import atomic_path
+from milannotations.training import cached_model, deterministic_training
+from milannotations.weights import ModelSpec
 
 from .base import Segmenter
 
@@ -48,9 +51,18 @@ class SynthSegmenterSpec:
     width: int = 16
     version: int = 2
 
+    def key_parts(self) -> list[str]:
+        """The cache key's parts after the name (`milannotations.training.model_key`)."""
+        return [f"v{self.version}", f"w{self.width}", f"s{self.steps}", f"b{self.batch_size}", f"lr{self.lr:g}",
+                f"seed{self.seed}"]
+
     def filename(self) -> str:
-        return (f"synth-segmenter-v{self.version}-w{self.width}-s{self.steps}-b{self.batch_size}"
-                f"-lr{self.lr:g}-seed{self.seed}.safetensors")
+        return f"{NAME}-{'-'.join(self.key_parts())}.safetensors"
+
+
+NAME = "synth-segmenter"
+#: Training threads: the count the cached weights were made with (one; the same bits on any machine).
+THREADS = 1
 
 
 class SegNet(nn.Module):
@@ -142,60 +154,62 @@ def train_segnet(spec: SynthSegmenterSpec, progress: bool = True) -> SegNet:
     """Train the network from scratch on rendered scenes (deterministic for a given spec)."""
     from milannotations.synth.scenes import CONCEPTS
 
-    torch.manual_seed(spec.seed)
-    net = SegNet(len(CONCEPTS), spec.width)
-    opt = torch.optim.Adam(net.parameters(), lr=spec.lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=spec.lr, total_steps=max(spec.steps, 1),
-                                                pct_start=0.15)
-    net.train()
-    for step in tqdm(range(spec.steps), desc="training synth segmenter", disable=not progress):
-        images, targets = _batch(step, spec.batch_size, spec.seed)
-        loss = segnet_loss(net(_normalise(images)), targets)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
+    with deterministic_training(spec.seed, threads=THREADS):
+        net = SegNet(len(CONCEPTS), spec.width)
+        opt = torch.optim.Adam(net.parameters(), lr=spec.lr)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=spec.lr, total_steps=max(spec.steps, 1),
+                                                    pct_start=0.15)
+        net.train()
+        for step in tqdm(range(spec.steps), desc="training synth segmenter", disable=not progress):
+            images, targets = _batch(step, spec.batch_size, spec.seed)
+            loss = segnet_loss(net(_normalise(images)), targets)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
     return net.eval()
 
 
-def _models_dir(cache_dir: str | Path | None) -> Path:
-    if cache_dir is not None:
-        return Path(cache_dir)
-    from milannotations.paths import default_root
+def trained_on(spec: SynthSegmenterSpec) -> str:
+    """What the network of `spec` was trained on, in words."""
+    return (f"{spec.steps * spec.batch_size} rendered synthetic scenes "
+            f"(scene seed {TRAIN_SCENE_SEED + spec.seed}, disjoint from the corpus)")
 
-    return default_root() / "models"
+
+def model_spec(spec: SynthSegmenterSpec) -> ModelSpec:
+    """The trained network's description: its transform (x / 127.5 - 1, i.e. mean = std = 0.5), input
+    size, classes (every concept), output size (one logit per concept) and what it saw."""
+    from milannotations.synth.scenes import CONCEPTS, IMAGE_SIZE
+
+    return ModelSpec(name=NAME, feature_dims=(len(CONCEPTS),), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+                     image_size=IMAGE_SIZE, trained_on=(trained_on(spec),),
+                     classes=tuple(c.name for c in CONCEPTS), seed=spec.seed, steps=spec.steps,
+                     version=str(spec.version))
 
 
 def load_segnet(spec: SynthSegmenterSpec = SynthSegmenterSpec(), cache_dir: str | Path | None = None,
                 progress: bool = True) -> tuple[SegNet, Path]:
-    """The trained network for `spec`: read from the cache, or trained once and cached (atomically)."""
-    from safetensors.torch import load_file, save_file
+    """The trained network for `spec`: read from the cache, or trained once and cached (atomically).
 
+    The weights file alone is the entry (no JSON sidecar: `spec` rebuilds the
+    network); what it was trained on travels in its metadata.
+    """
     from milannotations.synth.scenes import CONCEPTS
 
-    folder = _models_dir(cache_dir)
-    path = folder / spec.filename()
-    net = SegNet(len(CONCEPTS), spec.width)
-    if path.exists():
-        try:
-            net.load_state_dict(load_file(str(path)))
-        except Exception as e:  # a damaged or foreign file: say which and how to fix it
-            raise MilanError(f"cannot read synth segmenter weights {path}: {e}; delete the file to retrain") from e
-        return net.eval(), path
-    t0 = time.time()
-    # One thread: the same weights on any machine (reduction order), and no contention on shared cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    def build(info: dict) -> SegNet:
+        return SegNet(len(CONCEPTS), spec.width)
+
+    def train() -> tuple[SegNet, dict]:
+        t0 = time.time()
         net = train_segnet(spec, progress=progress)
-    finally:
-        torch.set_num_threads(threads)
-    meta = {"spec": json.dumps(asdict(spec)), "concepts": json.dumps([c.name for c in CONCEPTS]),
-            "train_seconds": f"{time.time() - t0:.1f}",
-            "trained_on": f"rendered synthetic scenes (both domains), scene seed {TRAIN_SCENE_SEED + spec.seed}"}
-    with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp), metadata=meta)
-    return net, path
+        return net, {"spec": asdict(spec), "concepts": [c.name for c in CONCEPTS],
+                     "train_seconds": round(time.time() - t0, 1),
+                     "trained_on": f"rendered synthetic scenes (both domains), scene seed {TRAIN_SCENE_SEED + spec.seed}",
+                     "model_spec": model_spec(spec).to_dict()}
+
+    entry = cached_model(NAME, spec.key_parts(), build, train, cache_dir=cache_dir, sidecar=False,
+                         seed=spec.seed, threads=THREADS)
+    return entry.module, entry.path
 
 
 class SynthSegmenter(Segmenter):
@@ -217,8 +231,8 @@ class SynthSegmenter(Segmenter):
         self.batch_size = int(batch_size)
         self.concepts = [c.name for c in CONCEPTS]
         self.categories = [c.category for c in CONCEPTS]
-        self.trained_on = (f"{self.spec.steps * self.spec.batch_size} rendered synthetic scenes "
-                           f"(scene seed {TRAIN_SCENE_SEED + self.spec.seed}, disjoint from the corpus)")
+        self.model_spec = model_spec(self.spec)
+        self.trained_on = trained_on(self.spec)
 
     @torch.no_grad()
     def segment(self, images: torch.Tensor, *, dataset: str | None = None,

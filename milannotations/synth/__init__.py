@@ -1,7 +1,7 @@
 """The synthetic ground-truth world: procedural scenes, neurons with known selectivity,
 generated descriptions, a backbone trained on the scenes, and the corpus builder.
 
-    from milannotations.synth import build_synth, render_scene, load_backbone
+    from milannotations.synth import build_synth, render_scene, load_synth_backbone
     build_synth("out/", seed=0, units=500)     # four annotated configs
     scene = render_scene("plain", 7)            # image + a mask per concept
 
@@ -18,7 +18,8 @@ _EXPORTS = {
     "UnitSpec": "neurons", "SynthNeurons": "neurons", "sample_units": "neurons",
     "describe_unit": "descriptions",
     "build_synth": "build", "ensure_synth": "build", "ScenePool": "build",
-    "BackboneSpec": "backbone", "load_backbone": "backbone",
+    "BackboneSpec": "backbone", "load_synth_backbone": "backbone",
+    "load_backbone": "backbone",  # the old name of load_synth_backbone
     "SYNTH_CONFIGS": "catalog", "SYNTH_NET_CONFIGS": "catalog", "SYNTH_GROUPINGS": "catalog",
 }
 __all__ = sorted(_EXPORTS)

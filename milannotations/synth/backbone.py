@@ -8,19 +8,18 @@ has pixels in the scene), from scenes of both domains. Four stages
 maps 28/14/7/4 px for 112 px images) give the pyramid of features a
 describer pools over.
 
-Training is seeded and runs with `torch.use_deterministic_algorithms` and a
-fixed thread count, so the same (seed, steps) gives the same weights; the
-result is cached as safetensors plus a JSON spec (never pickled) under
-`milannotations.paths.models_dir()`. The spec carries its normalisation, feature sizes,
-input size and what it was trained on, so nothing downstream guesses them.
+Training is seeded and runs in `milannotations.training.deterministic_training`
+(one thread, `torch.use_deterministic_algorithms`), so the same (seed, steps)
+gives the same weights; `milannotations.training.cached_model` keeps the
+result as safetensors plus a JSON spec (never pickled) under
+`milannotations.paths.models_dir()`. The spec (`milannotations.weights.ModelSpec`)
+carries its normalisation, feature sizes, input size and what it was trained
+on, so nothing downstream guesses them.
 """
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import MilanError
-from ..fsutil import atomic_path, atomic_write_text
-from ..paths import models_dir
+from ..training import cached_model, deterministic_training
+from ..weights import ModelSpec
 from .scenes import CONCEPT_NAMES, DOMAINS, IMAGE_SIZE, render_scene
 
 BACKBONE_VERSION = "1"
@@ -44,34 +43,11 @@ VAL_SCENES = 100  # per domain
 TRAIN_OFFSET = 1_000_000
 #: A concept counts as present when at least this many pixels show it.
 MIN_PIXELS = 12
-THREADS = 1  # one thread: deterministic, and far faster than OpenMP on a shared, busy machine
+THREADS = 1  # one thread: deterministic, and far faster than OpenMP on a shared, busy machine (the weights' count)
 
 
-@dataclass(frozen=True)
-class BackboneSpec:
-    """Everything needed to use the backbone: layers, feature sizes, input transform, provenance."""
-
-    name: str
-    layers: tuple[str, ...]
-    feature_dims: tuple[int, ...]
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    image_size: int
-    trained_on: tuple[str, ...]
-    classes: tuple[str, ...] = ()
-    seed: int = 0
-    steps: int = DEFAULT_STEPS
-    version: str = BACKBONE_VERSION
-    metrics: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "BackboneSpec":
-        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in cls.__dataclass_fields__}
-        return cls(**kw)
+#: The backbone's spec is the project's one model-spec type (the name stays for older callers).
+BackboneSpec = ModelSpec
 
 
 class _Block(nn.Module):
@@ -173,10 +149,7 @@ def train_backbone(seed: int = 0, steps: int = DEFAULT_STEPS, *, progress: bool 
     """Train the backbone from scratch, deterministically; returns (model in eval mode, spec)."""
     if steps < 1:
         raise MilanError(f"backbone steps must be at least 1, got {steps}")
-    old_threads, old_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(min(THREADS, os.cpu_count() or 1))
-    torch.use_deterministic_algorithms(True)
-    try:
+    with deterministic_training(seed, threads=THREADS):
         t0 = time.perf_counter()
         images, labels = _render_set(train_scenes, TRAIN_OFFSET, seed, progress)
         val_images, val_labels = _render_set(VAL_SCENES, TRAIN_OFFSET + train_scenes, seed, False)
@@ -232,16 +205,13 @@ def train_backbone(seed: int = 0, steps: int = DEFAULT_STEPS, *, progress: bool 
             name=NAME, layers=tuple(f"layer{i + 1}" for i in range(len(WIDTHS))), feature_dims=WIDTHS,
             mean=tuple(float(v) for v in mean.double()), std=tuple(float(v) for v in std.double()),
             image_size=IMAGE_SIZE, trained_on=tuple(f"synth-{d}" for d in DOMAINS), classes=CONCEPT_NAMES,
-            seed=seed, steps=steps,
+            seed=seed, steps=steps, version=BACKBONE_VERSION,
             metrics={"val_micro_f1": round(_micro_f1(val_logits, val_labels), 4),
                      "val_micro_f1_majority_baseline": round(base, 4),
                      "final_train_loss": round(loss_v, 4), "train_seconds": round(time.perf_counter() - t0, 1),
                      "train_scenes": train_scenes * len(DOMAINS), "threads": torch.get_num_threads()},
         )
-        return model, spec
-    finally:
-        torch.set_num_threads(old_threads)
-        torch.use_deterministic_algorithms(old_det)
+    return model, spec
 
 
 def world_fingerprint(seed: int = 0, per_domain: int = 2) -> str:
@@ -262,39 +232,37 @@ def world_fingerprint(seed: int = 0, per_domain: int = 2) -> str:
     return h.hexdigest()[:12]
 
 
-def _paths(cache_dir: Path, seed: int, steps: int, train_scenes: int) -> tuple[Path, Path]:
-    stem = f"{NAME}-v{BACKBONE_VERSION}-seed{seed}-steps{steps}-world{world_fingerprint(seed)}"
-    if train_scenes != TRAIN_SCENES:
-        stem += f"-scenes{train_scenes}"
-    return cache_dir / f"{stem}.safetensors", cache_dir / f"{stem}.json"
+def _key_parts(seed: int, steps: int, train_scenes: int) -> list[str]:
+    parts = [f"v{BACKBONE_VERSION}", f"seed{seed}", f"steps{steps}", f"world{world_fingerprint(seed)}"]
+    return parts + ([f"scenes{train_scenes}"] if train_scenes != TRAIN_SCENES else [])
 
 
-def load_backbone(device: str | torch.device = "cpu", cache_dir: str | Path | None = None,
-                  steps: int | None = None, *, seed: int = 0, progress: bool = True,
-                  train_scenes: int = TRAIN_SCENES) -> tuple[SynthResNet, BackboneSpec]:
+def load_synth_backbone(device: str | torch.device = "cpu", cache_dir: str | Path | None = None,
+                        steps: int | None = None, *, seed: int = 0, progress: bool = True,
+                        train_scenes: int = TRAIN_SCENES) -> tuple[SynthResNet, BackboneSpec]:
     """The trained synthetic backbone (eval mode) and its spec, training and caching it on first use.
 
-    Cached under `cache_dir` (default `milannotations.paths.models_dir()`) as
-    safetensors weights plus a JSON spec, keyed by version, seed, steps, a
-    fingerprint of the world's scenes (`world_fingerprint`) and (when not the
-    default) the number of training scenes per domain.
+    Cached by `milannotations.training.cached_model` under `cache_dir`
+    (default `milannotations.paths.models_dir()`) as safetensors weights plus
+    a JSON spec, keyed by version, seed, steps, a fingerprint of the world's
+    scenes (`world_fingerprint`) and (when not the default) the number of
+    training scenes per domain. A damaged cache entry is retrained, with a warning.
+    (`baselines.milan.backbones.load_backbone` is the describer-facing loader of every backbone.)
     """
-    from safetensors.torch import load_file, save_file
-
     steps = DEFAULT_STEPS if steps is None else int(steps)
-    cache = Path(cache_dir) if cache_dir is not None else models_dir()
-    weights, spec_path = _paths(cache, seed, steps, train_scenes)
-    if weights.is_file() and spec_path.is_file():
-        try:
-            spec = BackboneSpec.from_dict(json.loads(spec_path.read_text()))
-            model = SynthResNet(tuple(spec.feature_dims), len(spec.classes))
-            model.load_state_dict(load_file(str(weights)))
-        except Exception as e:  # noqa: BLE001 - any damage means: say which file, and how to fix it
-            raise MilanError(f"cached backbone {weights} is unreadable ({e}); delete it to retrain") from e
-        return model.to(device).eval(), spec
-    model, spec = train_backbone(seed, steps, progress=progress, train_scenes=train_scenes)
-    with atomic_path(weights) as tmp:  # weights first: the spec's presence marks a complete entry
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp),
-                  metadata={"spec": json.dumps(spec.to_dict())})
-    atomic_write_text(spec_path, json.dumps(spec.to_dict(), indent=1) + "\n")
-    return model.to(device).eval(), spec
+
+    def build(info: dict) -> SynthResNet:
+        spec = BackboneSpec.from_dict(info)
+        return SynthResNet(tuple(spec.feature_dims), len(spec.classes))
+
+    def train() -> tuple[SynthResNet, dict]:
+        model, spec = train_backbone(seed, steps, progress=progress, train_scenes=train_scenes)
+        return model, spec.to_dict()
+
+    entry = cached_model(NAME, _key_parts(seed, steps, train_scenes), build, train, cache_dir=cache_dir,
+                         seed=seed, threads=THREADS)
+    return entry.module.to(device).eval(), BackboneSpec.from_dict(entry.info)
+
+
+#: The old name, kept for callers that import it from here (`milannotations.synth.build`, `milannotations.synth`).
+load_backbone = load_synth_backbone
