@@ -44,9 +44,15 @@ def build_eval_parser() -> argparse.ArgumentParser:
         description="Score a neuron describer against human (or synthetic ground-truth) descriptions, "
                     "with floors and the human ceiling beside every number.")
     _add_describer_args(p)
-    p.add_argument("--benchmark", default="synth", choices=BENCHMARKS,
+    p.add_argument("--benchmark", default="synth", metavar="{synth,milannotations,PATH}",
                    help="synth: the embedded synthetic ground-truth corpus (default); "
-                        "milannotations: the human corpus (must be built)")
+                        "milannotations: the human corpus (must be built); PATH: an exemplar folder written "
+                        "with `milannotations exemplars --record-activations`, scored by faithfulness only")
+    p.add_argument("--labeller", default=None,
+                   help="oracle, clip, segmenter or module:attr: adds faithfulness through this labeller "
+                        "(required with --benchmark PATH; docs/faithfulness.md)")
+    p.add_argument("--labeller-args", default="", metavar="K=V,...",
+                   help="labeller constructor arguments, e.g. model=synth or segmenter=ade20k")
     p.add_argument("--root", default=None, help="built corpus folder (default: the cache)")
     p.add_argument("--protocol", default="within-network", choices=all_protocols)
     p.add_argument("--configs", nargs="+", default=None, metavar="NAME",
@@ -127,6 +133,11 @@ def print_results(results: dict, file=None) -> None:
             console.print(f"truth parser {parse['parser']}: {parse['parsed']} of {parse['descriptions']} "
                           "descriptions parsed; the others score 0"
                           + (f" (e.g. {parse['unparsed_examples'][0]!r})" if parse["unparsed_examples"] else ""))
+    lab = results.get("labeller")
+    if lab:
+        console.print(f"labeller {lab['name']} ({lab['model']})"
+                      + (f"; [bold red]the describer relies on the same model ({', '.join(lab['same_model'])}): "
+                         "its faithfulness is flattered, read it as an upper bound[/]" if lab["same_model"] else ""))
     truth = any(split.get("humans") for split in results["splits"])
     console.print("normalized = (describer - best floor) / (ceiling - best floor); ceiling = each annotator "
                   "against the others" + ("; for truth_* metrics the truth formula, and 'annotators' the "
@@ -187,8 +198,31 @@ def _eval_command(args: argparse.Namespace) -> int:
         check_output_dir(args.output)
     _check_root(args.root)
     submissions = _submissions(args)
+    labeller_args = parse_describer_args(args.labeller_args)
+    folder = None
+    if args.benchmark not in BENCHMARKS:
+        folder = Path(args.benchmark)
+        if not folder.is_dir():
+            raise MilanError(f"--benchmark {args.benchmark}: not synth, milannotations or an existing folder")
+        if args.labeller is None:
+            raise MilanError(f"--benchmark {folder}: a folder is scored by faithfulness only; give --labeller "
+                             "clip (--labeller-args model=ARCH,pretrained=TAG; model=synth offline), segmenter "
+                             "or oracle")
+        if args.submit or args.trials != 1 or args.protocol != "within-network":
+            raise MilanError("--benchmark PATH takes no --submit, --trials or --protocol")
     if args.no_progress:
         quiet_libraries()
+    if folder is not None:
+        from .folder import evaluate_folder
+
+        results = evaluate_folder(args.describer, folder, labeller=args.labeller, labeller_args=labeller_args,
+                                  configs=args.configs, limit=args.limit, seed=args.seed, device=args.device,
+                                  output=args.output, describer_args=describer_args, batch_size=args.batch_size,
+                                  progress=not args.no_progress)
+        print_results(results)
+        if args.output:
+            print(f"wrote {Path(args.output) / 'results.json'} and descriptions.csv")
+        return 0
     # Under `torchrun`, join the process group first: evaluate() shards the test units by rank and
     # rank 0 alone scores and writes; every rank gets the same results back.
     distributed = init_distributed(args.device)
@@ -207,7 +241,7 @@ def _eval_command(args: argparse.Namespace) -> int:
                            configs=args.configs, root=args.root, scorer=args.scorer, limit=args.limit,
                            trials=args.trials, seed=args.seed, device=args.device, output=output,
                            describer_args=describer_args, batch_size=args.batch_size,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, labeller=args.labeller, labeller_args=labeller_args)
         if rank != 0:  # rank 0 prints, writes and submits
             return 0
         print_results(results)
@@ -281,7 +315,7 @@ def _ready_or_refuse(d, name: str) -> None:
 
 def _load_units(units: str, root: str | None):
     """A config/grouping name (via `milannotations.load`) or a built folder (every config in it)."""
-    import datasets
+    from milannotations import concatenate
 
     folder = Path(units)
     if not folder.is_dir() and _looks_like_path(units):
@@ -305,7 +339,7 @@ def _load_units(units: str, root: str | None):
              if (ds := _load_split(name, s, where)) is not None]
     if not parts:
         raise MilanError(f"{units}: no units to describe")
-    return datasets.concatenate_datasets(parts)
+    return concatenate(parts)
 
 
 def describe_units(describer: str | Any, units: str, *, root: str | None = None, output: str | Path | None = None,

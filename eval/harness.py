@@ -29,6 +29,7 @@ from milannotations.errors import MilanError
 from .describing import describe_batches, fit_describer, fit_record, seed_everything
 from .distributed import gather, process_group
 from .environment import environment
+from .faithful import build_run_faithfulness, describer_uses
 from .metrics.truth import TruthScorer
 from .protocols import protocol_splits
 from .results import write_run
@@ -42,7 +43,8 @@ def evaluate(describer: str | Describer, *, benchmark: str = "synth", protocol: 
              configs: Sequence[str] | None = None, root: str | Path | None = None, scorer: str = "offline",
              limit: int | None = None, trials: int = 1, seed: int = 0, device: str = "cpu",
              output: str | Path | None = None, describer_args: Mapping[str, Any] | None = None,
-             batch_size: int = 32, progress: bool = True) -> dict:
+             batch_size: int = 32, progress: bool = True, labeller: str | None = None,
+             labeller_args: Mapping[str, Any] | None = None) -> dict:
     """Score a describer on a protocol's splits against humans, with floors and the ceiling beside it.
 
     `describer` is a registry name (built-in, entry point, `module:attr`,
@@ -53,6 +55,9 @@ def evaluate(describer: str | Describer, *, benchmark: str = "synth", protocol: 
     fresh for every split and trial, so nothing learned on one split leaks into
     another; an instance is re-fit. Only `device` of those is recorded among the
     args: the results carry `seed` and `trials`, and progress cannot change a description.
+    `labeller` (`oracle`, `clip`, `segmenter`, or module:attr; built with `labeller_args`) adds
+    exemplar faithfulness to every split (eval/faithful.py); none by default, so runs without one
+    carry the agreement and truth metrics only.
     Returns the results dict and, with `output`, writes `results.json` and
     `descriptions.csv` there (both or neither).
     """
@@ -80,16 +85,18 @@ def evaluate(describer: str | Describer, *, benchmark: str = "synth", protocol: 
     name = getattr(meta, "name", None) or str(describer)
     trained_on = expand_configs(tuple(getattr(meta, "trained_on", ())))
     timing = {"load_s": 0.0, "fit_s": 0.0, "describe_s": 0.0, "score_s": 0.0}
+    uses: set[str] = set()  # the models the describer relied on (the labeller must not be one of them)
 
     # Rank 0 builds the scorer (loading its BERTScore model) before anything is fitted, so a missing
     # model fails the run at once rather than after every describer has run.
-    scorer_obj = None
+    scorer_obj = faith = None
     error: str | None = None
     if rank == 0:
         from .metrics import Scorer
 
         try:
             scorer_obj = Scorer(scorer=scorer, device=device, seed=seed, progress=show)
+            faith = build_run_faithfulness(labeller, labeller_args, device=device, seed=seed)
         except MilanError as e:
             error = str(e)
     if dist is not None:
@@ -119,9 +126,11 @@ def evaluate(describer: str | Describer, *, benchmark: str = "synth", protocol: 
                     fit_describer(d, name, sd.train, split)
                     timing["fit_s"] += time.perf_counter() - t
                     sd.fitted.append(fit_record(d))
+                    uses |= describer_uses(d)
                     t = time.perf_counter()
                     texts = describe_batches(d, name, sd.test, sd.test_ids, shard, batch_size, show,
                                       f"{split.name} trial {trial}" if trials > 1 else split.name)
+                    uses |= describer_uses(d)  # backends some describers pick while describing
                     timing["describe_s"] += time.perf_counter() - t
                     payload: tuple = ("ok", shard, texts)
                 except MilanError as e:
@@ -154,7 +163,8 @@ def evaluate(describer: str | Describer, *, benchmark: str = "synth", protocol: 
                 data, scorer_obj, truth_scorer, name=name, meta=meta, trained_on=trained_on, benchmark=benchmark,
                 protocol=protocol, scorer=scorer, limit=limit, trials=trials, seed=seed, device=device,
                 output=output, describer_args=recorded, batch_size=batch_size,
-                revision=revision_h.hexdigest(), timing=timing, t_start=t_start, world=world)
+                revision=revision_h.hexdigest(), timing=timing, t_start=t_start, world=world,
+                faith=faith, uses=uses)
             outcome = ("ok", results)
         except MilanError as e:
             outcome = ("error", str(e))
@@ -170,15 +180,15 @@ def evaluate(describer: str | Describer, *, benchmark: str = "synth", protocol: 
 def _score_and_write(data: list[SplitData], scorer_obj, truth_scorer, *, name: str, meta, trained_on: set[str],
                      benchmark: str, protocol: str, scorer: str, limit, trials: int, seed: int, device: str,
                      output, describer_args, batch_size: int, revision: str, timing: dict, t_start: float,
-                     world: int) -> dict:
+                     world: int, faith=None, uses: set[str] = frozenset()) -> dict:
     """Rank 0's phase 2: floors, the describer's scores and the ceiling with `scorer_obj` (the `Scorer`
     built before phase 1) and, on synthetic splits, `truth_scorer`; then the files."""
     split_docs, rows = [], []
     for sd in data:
         t = time.perf_counter()
-        reference = reference_scores(sd, scorer_obj, seed, truth_scorer)
+        reference = reference_scores(sd, scorer_obj, seed, truth_scorer, faith)
         floors, floor, ceiling = reference["floors"], reference["floor"], reference["ceiling"]
-        method = method_scores(scorer_obj, sd, sd.descriptions, truth_scorer)
+        method = method_scores(scorer_obj, sd, sd.descriptions, truth_scorer, faith)
         parsed = parse_report(sd, sd.descriptions)
         timing["score_s"] += time.perf_counter() - t
         split_docs.append({
@@ -211,6 +221,7 @@ def _score_and_write(data: list[SplitData], scorer_obj, truth_scorer, *, name: s
         "seed": seed, "trials": trials, "limit": limit if any(sd.limited for sd in data) else None,
         "batch_size": batch_size,
         "describer": describer_doc, "splits": split_docs,
+        **({"labeller": faith.record(uses)} if faith is not None else {}),
         "environment": environment(device, world),
         "timing": {k: round(v, 3) for k, v in timing.items()},
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

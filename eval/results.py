@@ -77,7 +77,7 @@ RESULTS_SCHEMA: dict = {
     "required": ["benchmark", "revision", "protocol", "scorer", "seed", "trials", "limit", "describer",
                  "splits", "environment", "timing", "date"],
     "properties": {
-        "benchmark": {"enum": ["synth", "milannotations"]},
+        "benchmark": {"enum": ["synth", "milannotations", "folder"]},
         "revision": {"type": "string", "pattern_hex": 64},
         "protocol": {"type": "string", "minLength": 1},
         "scorer": {"type": "string", "minLength": 1},

@@ -75,16 +75,19 @@ def normalized_scores(method: Mapping[str, dict], floor: Mapping[str, dict], cei
     return out
 
 
-def _scores(scorer, truth_scorer, sd: SplitData, texts: Sequence[str]) -> dict[str, dict]:
-    """Every metric of one description per test unit: agreement, and truth on synthetic splits."""
+def _scores(scorer, truth_scorer, sd: SplitData, texts: Sequence[str], faith=None) -> dict[str, dict]:
+    """Every metric of one description per test unit: agreement, truth on synthetic splits, and
+    exemplar faithfulness when the run has a labeller (`faith`: eval.faithful.RunFaithfulness)."""
     groups = sd.truth.groups if sd.truth is not None else None
     out = score_dict(scorer.score(list(texts), sd.references, revision=sd.revision, groups=groups))
     if sd.truth is not None and truth_scorer is not None:
         out.update(score_dict(truth_scorer.score(sd.truth.context(truth_scorer), list(texts))))
+    if faith is not None:
+        out.update(score_dict(faith.score(sd, texts)))
     return out
 
 
-def reference_scores(sd: SplitData, scorer, seed: int, truth_scorer=None) -> dict:
+def reference_scores(sd: SplitData, scorer, seed: int, truth_scorer=None, faith=None) -> dict:
     """The rows every describer of a split is read against: both floors (fit on the split's training
     units), the best floor per metric, and the ceiling: the annotators' leave-one-out agreement, and on
     synthetic splits the truth formula for truth metrics, with the annotators' own descriptions
@@ -94,7 +97,7 @@ def reference_scores(sd: SplitData, scorer, seed: int, truth_scorer=None) -> dic
         floor = build_describer(fname, runtime=Runtime(seed=seed))  # random-unit takes the seed, constant none
         floor.fit(sd.train)
         texts = describe_batches(floor, fname, sd.test, sd.test_ids, list(range(len(sd.test_ids))), 4096, False, fname)
-        floors[fname] = _scores(scorer, truth_scorer, sd, texts)
+        floors[fname] = _scores(scorer, truth_scorer, sd, texts, faith)
     groups = sd.truth.groups if sd.truth is not None else None
     ceiling = score_dict(scorer.ceiling(sd.references, revision=sd.revision, groups=groups))
     out = {"floors": floors, "floor": best_floor(floors), "ceiling": ceiling}
@@ -102,14 +105,17 @@ def reference_scores(sd: SplitData, scorer, seed: int, truth_scorer=None) -> dic
         ctx = sd.truth.context(truth_scorer)
         ceiling.update(score_dict(truth_scorer.ceiling(ctx)))
         out["humans"] = score_dict(truth_scorer.humans(ctx, sd.references))
+    if faith is not None:
+        ceiling.update(score_dict(faith.ceiling(sd)))
+        out.setdefault("humans", {}).update(score_dict(faith.humans(sd)))
     return out
 
 
-def method_scores(scorer, sd: SplitData, descriptions: Sequence[Sequence[str]], truth_scorer=None
+def method_scores(scorer, sd: SplitData, descriptions: Sequence[Sequence[str]], truth_scorer=None, faith=None
                   ) -> dict[str, dict]:
     """A describer's scores on one split: every trial's descriptions scored, then averaged over trials.
     The leaderboard recomputes submitted numbers with this same function."""
-    return mean_over_trials([_scores(scorer, truth_scorer, sd, texts) for texts in descriptions])
+    return mean_over_trials([_scores(scorer, truth_scorer, sd, texts, faith) for texts in descriptions])
 
 
 def parse_report(sd: SplitData, descriptions: Sequence[Sequence[str]]) -> dict | None:
