@@ -201,3 +201,64 @@ def test_run_key_includes_probe_settings(tmp_path):
     same = run_key(*args, probe=(tmp_path / "imgs", files))
     assert len({plain, same, run_key(*args, probe=(tmp_path / "other", other))}) == 3
     assert plain == run_key(*args)
+
+
+class _Counting(torch.utils.data.Dataset):
+    """Records which indices were read; optionally 'killed' at one index."""
+
+    def __init__(self, images, fail_at=None):
+        self.images, self.fail_at, self.seen = images, fail_at, []
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        if i == self.fail_at:
+            raise KeyboardInterrupt("killed")
+        self.seen.append(i)
+        return self.images[i]
+
+
+def test_first_pass_fills_the_chunks_and_a_killed_recording_resumes(tmp_path):
+    from milannotations.exemplars import compute_exemplars, record_probe_shards
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 5, 3)).eval()
+    data = [torch.randint(0, 256, (3, 12, 12), dtype=torch.uint8) for _ in range(12)]
+    layers, kw = ["0", "2"], dict(chunk_size=4, batch_size=3, progress=False)
+    compute_exemplars(model, layers, data, k=2, probe_dir=tmp_path / "fused", **kw)
+    again = _Counting(data)
+    spans = record_probe_shards(model, layers, again, tmp_path / "fused", **kw)
+    assert again.seen == [] and spans == [(0, 4), (4, 8), (8, 12)]  # the first pass recorded every chunk
+    with pytest.raises(KeyboardInterrupt):
+        record_probe_shards(model, layers, _Counting(data, fail_at=9), tmp_path / "killed", **kw)
+    assert sorted(p.name for p in (tmp_path / "killed").iterdir()) == [
+        "probe-000000000-000000004", "probe-000000004-000000008"]  # no half chunk left behind
+    resumed = _Counting(data)
+    record_probe_shards(model, layers, resumed, tmp_path / "killed", **kw)
+    assert resumed.seen == [8, 9, 10, 11]
+    merged = [merge_probe_shards(tmp_path / w, spans, layers, tmp_path / f"{w}-out") for w in ("fused", "killed")]
+    assert merged[0][0].tolist() == merged[1][0].tolist() == list(range(12))
+    with torch.no_grad():
+        x = torch.stack(data).float() / 255
+        want = {"0": model[0](x), "2": model(x)}
+    for layer in layers:
+        for pool, f in (("max", lambda m: m.amax(dim=(2, 3))), ("mean", lambda m: m.mean(dim=(2, 3)))):
+            a, b = (np.load(tmp_path / f"{w}-out" / f"{layer}.{pool}.npy") for w in ("fused", "killed"))
+            assert np.array_equal(a, b)
+            np.testing.assert_allclose(a.astype(np.float32), f(want[layer]).numpy(), rtol=2e-3, atol=2e-3)
+
+
+def test_rows_of_maps_exemplar_ids_past_skipped_images(tmp_path):
+    _images(tmp_path / "imgs", 4, seed=7)
+    (tmp_path / "imgs" / "im01b.png").write_bytes(b"broken")  # image id 2
+    path = run_exemplars("torchvision:resnet18", "none", tmp_path / "imgs", "layer1", "rn", tmp_path / "out",
+                         k=2, resize=32, crop=32, record_activations=True, progress=False)
+    probe = load_probe(path)
+    assert probe.meta["ids"] == [0, 1, 3, 4] and probe.meta["same_as_exemplars"] is True
+    assert probe.rows_of([4, 2, 0]).tolist() == [3, -1, 0]
+    ds = datasets.load_dataset(str(tmp_path / "out"), "rn", split="train")
+    row = ds[0]
+    top = probe.activations("layer1")[probe.rows_of(row["image_ids"]), row["unit"]].astype(np.float32)
+    assert (np.diff(top) <= 0).all()  # the exemplars, best first, are the unit's top recorded maxima
+    assert top[0] == probe.activations("layer1")[:, row["unit"]].max()

@@ -14,8 +14,9 @@ from .compute import ExemplarStats, LayerStats, compute_exemplars
 from .hooks import LayerRecorder, to_spatial
 from .images import ImageFolderDataset, default_transform
 from .masks import masks_from_maps, upsample
-from .probe import ProbeActivations, load_probe, merge_probe_shards, record_probe_shards
+from .probe import ProbeActivations, load_probe, merge_probe_shards
 from .quantile import QuantileSketch
+from .record import record_probe_shards
 from .topk import TopK
 from .run import run_exemplars
 from .write import exemplar_maps, write_exemplar_config

@@ -25,6 +25,7 @@ from torch import nn
 from ..errors import MilanError
 from ..fsutil import atomic_path
 from .hooks import LayerRecorder
+from .probe import ChunkWriter
 from .quantile import DEFAULT_BINS, QuantileSketch
 from .topk import TopK
 
@@ -215,7 +216,7 @@ def compute_exemplars(model: nn.Module, layers: Sequence[str], dataset, *, k: in
                       normalize: tuple[Sequence[float], Sequence[float]] | None = None,
                       progress: bool = True, work_dir: Path | None = None,
                       chunk_size: int | None = None, bins: int = DEFAULT_BINS,
-                      num_workers: int = 0) -> ExemplarStats:
+                      num_workers: int = 0, probe_dir: Path | None = None) -> ExemplarStats:
     """Top-k images and activation thresholds of every unit of `layers` over `dataset`.
 
     `dataset[i]` is a uint8 3 x H x W image (the model sees it as float in
@@ -224,6 +225,9 @@ def compute_exemplars(model: nn.Module, layers: Sequence[str], dataset, *, k: in
     counted). Image id = dataset index. Sharded by torch.distributed rank when
     a process group is initialised; every rank returns the merged statistics.
     `work_dir` makes the pass resumable chunk by chunk (`chunk_size` images).
+    `probe_dir` also records every unit's spatial max and mean on every image there, one
+    chunk folder per computed chunk (`milannotations.exemplars.probe`), saving the probe
+    pass a forward pass when the probe images are these images.
     """
     if k < 1:
         raise MilanError(f"k must be at least 1, got {k}")
@@ -266,18 +270,28 @@ def compute_exemplars(model: nn.Module, layers: Sequence[str], dataset, *, k: in
             chunk_stats: ExemplarStats | None = None
             skipped = 0
             indices = range(c * chunk_size, min(n, (c + 1) * chunk_size))
-            for ids, images, inputs, skip in iter_batches(dataset, indices, batch_size=batch_size,
-                                                          num_workers=num_workers):
-                skipped += skip
-                if len(ids):
-                    maps = recorder.run(model_input(images, inputs, normalize, device))
-                    if chunk_stats is None:
-                        chunk_stats = _new_stats(layers, maps, k, quantile, bins)
-                    _update(chunk_stats, maps, ids)
-                if bar is not None:
-                    bar.update(len(ids) + skip)
-            if chunk_stats is None:  # a chunk of unreadable images only
-                chunk_stats = _probe(recorder, dataset, layers, k, quantile, bins, normalize, device)
+            probe = ChunkWriter(probe_dir, (indices.start, indices.stop), layers) if probe_dir is not None else None
+            try:
+                for ids, images, inputs, skip in iter_batches(dataset, indices, batch_size=batch_size,
+                                                              num_workers=num_workers):
+                    skipped += skip
+                    if len(ids):
+                        maps = recorder.run(model_input(images, inputs, normalize, device))
+                        if chunk_stats is None:
+                            chunk_stats = _new_stats(layers, maps, k, quantile, bins)
+                        _update(chunk_stats, maps, ids)
+                        if probe is not None:
+                            probe.add(ids, maps)
+                    if bar is not None:
+                        bar.update(len(ids) + skip)
+                if chunk_stats is None:  # a chunk of unreadable images only
+                    chunk_stats = _probe(recorder, dataset, layers, k, quantile, bins, normalize, device)
+                if probe is not None:  # before the statistics, so a saved chunk implies its probe rows
+                    probe.finish({layer: chunk_stats.units(layer) for layer in layers})
+            except BaseException:
+                if probe is not None:
+                    probe.abort()
+                raise
             chunk_stats.skipped += skipped
             if work_dir is not None:
                 _save_chunk(work_dir / f"chunk-{c:06d}.safetensors", chunk_stats, (indices.start, indices.stop))

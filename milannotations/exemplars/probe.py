@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -77,6 +76,15 @@ class ProbeActivations:
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def rows_of(self, image_ids: Sequence[int]) -> np.ndarray:
+        """Row of each image id (the probe folder's id order, as exemplar `image_ids` when
+        `same_as_exemplars`); -1 for an id with no row (an unreadable image)."""
+        recorded = np.asarray(self.meta.get("ids", range(len(self.files))), dtype=np.int64)
+        want = np.asarray(list(image_ids), dtype=np.int64)
+        pos = np.searchsorted(recorded, want)
+        found = (pos < len(recorded)) & (recorded[np.minimum(pos, len(recorded) - 1)] == want)
+        return np.where(found, pos, -1)
 
     def path(self, layer: str, pool: str = "max") -> Path:
         if layer not in self.meta["layers"]:
@@ -180,11 +188,11 @@ def probe_spans(n: int, chunk_size: int) -> list[tuple[int, int]]:
     return [(s, min(n, s + chunk_size)) for s in range(0, n, chunk_size)]
 
 
-def _chunk_dir(work: Path, span: tuple[int, int]) -> Path:
+def chunk_dir(work: Path, span: tuple[int, int]) -> Path:
     return work / f"probe-{span[0]:09d}-{span[1]:09d}"
 
 
-def _chunk_complete(folder: Path, layers: Sequence[str], span: tuple[int, int]) -> bool:
+def chunk_complete(folder: Path, layers: Sequence[str], span: tuple[int, int]) -> bool:
     if not (folder / "ok.npy").is_file():
         return False
     try:
@@ -212,18 +220,35 @@ def pooled(m: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:  # noqa:
 
 
 class ChunkWriter:
-    """One chunk's memmap files, filled batch by batch; `finish()` renames the folder into place."""
+    """One chunk's memmap files, filled batch by batch; `finish()` renames the folder into place.
 
-    def __init__(self, work: Path, span: tuple[int, int], layers: Sequence[str], units: dict[str, int]) -> None:
+    `units` per layer may be left None: the files are then opened at the first batch, with the
+    shape its maps have (the first pass of `compute_exemplars` learns the shapes that way too).
+    """
+
+    def __init__(self, work: Path, span: tuple[int, int], layers: Sequence[str],
+                 units: dict[str, int] | None = None) -> None:
         self.work, self.span, self.layers = Path(work), span, list(layers)
+        self.work.mkdir(parents=True, exist_ok=True)
         self.tmp = Path(tempfile.mkdtemp(prefix=".probe-chunk-", dir=self.work))
-        n = span[1] - span[0]
-        self.ok = np.zeros(n, dtype=bool)
+        self.ok = np.zeros(span[1] - span[0], dtype=bool)
+        self.arrays: dict[tuple[str, str], np.ndarray] = {}
+        if units is not None:
+            self._open(units)
+
+    @property
+    def opened(self) -> bool:
+        return bool(self.arrays)
+
+    def _open(self, units: dict[str, int]) -> None:
+        n = len(self.ok)
         self.arrays = {(layer, pool): np.lib.format.open_memmap(
             self.tmp / f"{layer_filename(layer)}.{pool}.npy", mode="w+", dtype=np.float16, shape=(n, units[layer]))
             for layer in self.layers for pool in POOLS}
 
     def add(self, ids: "torch.Tensor", maps: dict) -> None:  # noqa: F821
+        if not self.arrays:
+            self._open({layer: int(maps[layer].shape[1]) for layer in self.layers})
         rows = ids.cpu().numpy() - self.span[0]
         for layer in self.layers:
             mx, mean = pooled(maps[layer])
@@ -234,12 +259,17 @@ class ChunkWriter:
             self.arrays[(layer, "mean")][rows] = mean.cpu().numpy()
         self.ok[rows] = True
 
-    def finish(self) -> Path:
+    def finish(self, units: dict[str, int] | None = None) -> Path:
+        """Close the files and rename the chunk into place; `units` is needed only when no batch came."""
+        if not self.arrays:
+            if units is None:
+                raise MilanError(f"probe chunk {self.span}: no readable image, so its unit counts are unknown")
+            self._open(units)
         for arr in self.arrays.values():
             arr.flush()
         self.arrays.clear()
         np.save(self.tmp / "ok.npy", self.ok, allow_pickle=False)
-        dest = _chunk_dir(self.work, self.span)
+        dest = chunk_dir(self.work, self.span)
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(self.tmp, dest)
@@ -248,78 +278,6 @@ class ChunkWriter:
     def abort(self) -> None:
         self.arrays.clear()
         shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def _units_of(recorder, dataset, layers, normalize, device) -> dict[str, int]:
-    """Units per layer, from one forward pass on the first readable item."""
-    from .compute import _collate, model_input
-
-    for i in range(len(dataset)):
-        item = dataset[i]
-        if item is None:
-            continue
-        _ids, images, inputs, _ = _collate([(i, item)])
-        maps = recorder.run(model_input(images, inputs, normalize, device))
-        return {layer: int(maps[layer].shape[1]) for layer in layers}
-    raise MilanError(f"none of the {len(dataset)} probe images could be read")
-
-
-def record_probe_shards(model, layers: Sequence[str], dataset, work: Path, *, chunk_size: int | None = None,
-                        units: dict[str, int] | None = None, batch_size: int = 32, device="cpu",
-                        normalize=None, progress: bool = True, num_workers: int = 0) -> list[tuple[int, int]]:
-    """Record this rank's chunks of `dataset` into chunk folders under `work`; returns every chunk's span.
-
-    Sharded like `compute_exemplars` (chunk c goes to rank c % world). Chunks already complete in
-    `work` (a killed run) are kept. Call `merge_probe_shards` on rank 0 after every rank returned
-    (under torch.distributed this function ends with a barrier).
-    """
-    import torch
-
-    from .compute import DEFAULT_CHUNK, _dist, iter_batches, model_input
-    from .hooks import LayerRecorder
-
-    layers = list(dict.fromkeys(layers))
-    n = len(dataset)
-    if n == 0:
-        raise MilanError("the probe folder holds no images")
-    rank, world = _dist()
-    if chunk_size is None:
-        chunk_size = min(DEFAULT_CHUNK, max(1, math.ceil(n / world)))
-    spans = probe_spans(n, chunk_size)
-    work = Path(work)
-    work.mkdir(parents=True, exist_ok=True)
-    todo = [s for c, s in enumerate(spans) if c % world == rank
-            and not _chunk_complete(_chunk_dir(work, s), layers, s)]
-    device = torch.device(device)
-    model = model.to(device).eval()
-    bar = None
-    if progress and rank == 0 and todo:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=sum(b - a for a, b in todo), desc="probe activations", unit="img")
-    with LayerRecorder(model, layers) as recorder:
-        if todo and units is None:
-            units = _units_of(recorder, dataset, layers, normalize, device)
-        for span in todo:
-            writer = ChunkWriter(work, span, layers, units)
-            try:
-                for ids, images, inputs, skip in iter_batches(dataset, range(*span), batch_size=batch_size,
-                                                              num_workers=num_workers):
-                    if len(ids):
-                        writer.add(ids, recorder.run(model_input(images, inputs, normalize, device)))
-                    if bar is not None:
-                        bar.update(len(ids) + skip)
-                writer.finish()
-            except BaseException:
-                writer.abort()
-                raise
-    if bar is not None:
-        bar.close()
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
-    return spans
 
 
 def merge_probe_shards(work: Path, spans: Sequence[tuple[int, int]], layers: Sequence[str], dest: Path
@@ -331,9 +289,9 @@ def merge_probe_shards(work: Path, spans: Sequence[tuple[int, int]], layers: Seq
     """
     work, dest = Path(work), Path(dest)
     layers = list(dict.fromkeys(layers))
-    folders = [_chunk_dir(work, s) for s in spans]
+    folders = [chunk_dir(work, s) for s in spans]
     for folder, span in zip(folders, spans):
-        if not _chunk_complete(folder, layers, span):
+        if not chunk_complete(folder, layers, span):
             raise MilanError(f"probe chunk {folder} is missing or incomplete; run the command again to resume")
     oks = [np.load(f / "ok.npy", allow_pickle=False) for f in folders]
     ids = np.concatenate([np.arange(a, b, dtype=np.int64)[ok] for (a, b), ok in zip(spans, oks)]) \
@@ -359,13 +317,14 @@ def merge_probe_shards(work: Path, spans: Sequence[tuple[int, int]], layers: Seq
     return ids, units
 
 
-def probe_meta(root: Path, files: Sequence[Path], *, same_as_exemplars: bool, resize: int, crop: int,
-               normalize: str, units: dict[str, int]) -> dict:
-    """The `meta.json` record of recorded probe rows `files` (absolute paths under `root`)."""
+def probe_meta(root: Path, files: Sequence[Path], ids: Sequence[int], *, same_as_exemplars: bool, resize: int,
+               crop: int, normalize: str, units: dict[str, int]) -> dict:
+    """The `meta.json` record of recorded probe rows `files` (under `root`; `ids`: their image ids)."""
     root = Path(root).resolve()
     rels = [Path(f).resolve().relative_to(root).as_posix() for f in files]
     sizes = [Path(f).stat().st_size for f in files]
     return {"version": PROBE_VERSION, "folder": str(root), "files": rels, "sizes": sizes,
+            "ids": [int(i) for i in ids],
             "sha256": files_digest(list(zip(rels, sizes))), "same_as_exemplars": bool(same_as_exemplars),
             "resize": int(resize), "crop": int(crop), "normalize": normalize,
             "layers": {layer: int(u) for layer, u in units.items()}, "dtype": DTYPE, "pool": list(POOLS)}
@@ -377,6 +336,6 @@ def build_probe_folder(work: Path, spans, layers, dest: Path, root: Path, files:
     ids, units = merge_probe_shards(work, spans, layers, dest)
     if len(ids) == 0:
         raise MilanError(f"none of the {len(files)} probe images in {root} could be read")
-    meta = probe_meta(root, [files[i] for i in ids.tolist()], units=units, **meta_kw)
+    meta = probe_meta(root, [files[i] for i in ids.tolist()], ids.tolist(), units=units, **meta_kw)
     (Path(dest) / "meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     return len(ids), len(files) - len(ids)

@@ -86,7 +86,8 @@ def run_exemplars(model: str, weights: str, images: Path, layers: str | Sequence
     from .compute import compute_exemplars
     from .images import ImageFolderDataset, default_transform
     from .models import load_model
-    from .probe import build_probe_folder, record_probe_shards
+    from .probe import build_probe_folder
+    from .record import record_probe_shards
     from .write import write_exemplar_config
 
     images, output = Path(images), Path(output)
@@ -124,14 +125,15 @@ def run_exemplars(model: str, weights: str, images: Path, layers: str | Sequence
         try:
             stats = compute_exemplars(loaded.module, layer_list, dataset, k=k, quantile=quantile,
                                       batch_size=batch_size, device=device, normalize=loaded.normalize,
-                                      progress=show, work_dir=work, chunk_size=chunk_size, num_workers=workers)
+                                      progress=show, work_dir=work, chunk_size=chunk_size, num_workers=workers,
+                                      probe_dir=work / "probe-chunks" if probe_set is not None and same else None)
             if stats.images < k:
                 raise MilanError(f"--k {k}: only {stats.images} of the {len(dataset)} images in "
                                  f"{images} are readable; give --k {stats.images} or fewer")
             if probe_set is not None:
-                if rank == 0:
-                    print(f"exemplars: recording activations on {len(probe_set)} probe images"
-                          f"{'' if same else f' from {probe_root}'}", file=sys.stderr)
+                if rank == 0 and not same:  # the same images were recorded during the first pass
+                    print(f"exemplars: recording activations on {len(probe_set)} probe images from {probe_root}",
+                          file=sys.stderr)
                 spans = record_probe_shards(loaded.module, layer_list, probe_set, work / "probe-chunks",
                                             chunk_size=chunk_size,
                                             units={layer: stats.units(layer) for layer in layer_list},
