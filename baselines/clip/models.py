@@ -13,6 +13,7 @@ from typing import Protocol, Sequence
 import torch
 
 from milannotations.errors import MilanError
+from milannotations.weights import load_state_dict
 
 
 class ClipModel(Protocol):
@@ -115,15 +116,7 @@ class OpenClip:
 
 def _safe_state_dict(path: Path) -> dict:
     """A state dict from safetensors or a tensors-only torch file; never unpickles objects."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise MilanError(f"{path} is not a tensors-only checkpoint; refusing to unpickle it ({e})") from e
-    return state.get("state_dict", state) if isinstance(state, dict) else state
+    return load_state_dict(path)
 
 
 _LOADED: dict[tuple[str, str, str], ClipModel] = {}

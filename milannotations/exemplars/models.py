@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import MilanError
+from ..weights import load_state_dict as load_weights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -86,23 +87,7 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from safetensors or a weights-only torch file (never unpickles objects)."""
     if not path.is_file():
         raise MilanError(f"weights file {path} does not exist (use --weights none for random weights)")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except Exception as e:  # safetensors raises its own error types
-            raise MilanError(f"cannot read safetensors weights {path}: {e}") from e
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise MilanError(f"cannot load {path} as a weights-only state dict: {str(e).splitlines()[0]}") from e
-    for key in ("state_dict", "model"):  # common checkpoint wrappers
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise MilanError(f"{path} does not hold a state dict of tensors")
-    return state
+    return load_weights(path)
 
 
 def _torchvision_cached_weights(name: str) -> dict[str, torch.Tensor]:
