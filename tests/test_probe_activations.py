@@ -92,7 +92,7 @@ def test_cli_records_every_units_activation(recorded, capsys):
     assert meta["files"] == [f.name for f in files] and (meta["resize"], meta["crop"]) == (SIZE, SIZE)
     assert meta["layers"] == {"layer1": 64, "layer3": 256} and meta["normalize"] == "auto"
     assert meta["sha256"] == files_digest([(f.name, f.stat().st_size) for f in files])
-    assert sorted(p.name for p in probe.folder.iterdir()) == sorted(
+    assert sorted(p.name for p in probe.probe_dir.iterdir()) == sorted(
         ["meta.json"] + [f"{layer}.{pool}.npy" for layer in LAYERS for pool in ("max", "mean")])
     assert probe.files == tuple(f.resolve() for f in files)
     _assert_values(probe, files)
@@ -151,6 +151,9 @@ def test_moved_or_changed_probe_images_are_named(recorded, tmp_path):
     assert torch.equal(probe.images([0]), load_probe(config).images([0]))  # the recorded folder still works
     with pytest.raises(MilanError, match="layer9"):
         probe.activations("layer9")
+    shutil.rmtree(moved)
+    with pytest.raises(MilanError, match=f"probe image folder {moved} no longer exists.*folder="):
+        probe.images([0])
 
 
 def test_without_the_flag_no_probe_folder(tmp_path):
@@ -262,3 +265,11 @@ def test_rows_of_maps_exemplar_ids_past_skipped_images(tmp_path):
     top = probe.activations("layer1")[probe.rows_of(row["image_ids"]), row["unit"]].astype(np.float32)
     assert (np.diff(top) <= 0).all()  # the exemplars, best first, are the unit's top recorded maxima
     assert top[0] == probe.activations("layer1")[:, row["unit"]].max()
+
+
+def test_missing_probe_folder_refused_before_work(tmp_path, capsys):
+    _images(tmp_path / "imgs", 3, seed=8)
+    assert _cli(tmp_path / "imgs", tmp_path / "out", "--probe-images", str(tmp_path / "nope")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"milannotations: error: image folder {tmp_path / 'nope'} does not exist or is not a folder"
+    assert not (tmp_path / "out").exists()

@@ -66,9 +66,10 @@ class ProbeActivations:
     `images(indices)` reloads images with the recording's Resize + CenterCrop.
     """
 
-    folder: Path  # the probe/ folder
+    probe_dir: Path  # <config data folder>/probe
     files: tuple[Path, ...]
     meta: dict
+    image_folder: Path | None = None  # where the images are read from (meta["folder"] unless overridden)
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -88,11 +89,11 @@ class ProbeActivations:
 
     def path(self, layer: str, pool: str = "max") -> Path:
         if layer not in self.meta["layers"]:
-            raise MilanError(f"{self.folder}: no probe activations of layer {layer!r}; "
+            raise MilanError(f"{self.probe_dir}: no probe activations of layer {layer!r}; "
                              f"recorded layers: {', '.join(self.meta['layers'])}")
         if pool not in POOLS:
             raise MilanError(f"pool {pool!r}: recorded pools are {', '.join(POOLS)}")
-        return self.folder / f"{layer_filename(layer)}.{pool}.npy"
+        return self.probe_dir / f"{layer_filename(layer)}.{pool}.npy"
 
     def activations(self, layer: str, pool: str = "max") -> np.ndarray:
         """float16 [n_images, n_units], memory-mapped (nothing is read until used)."""
@@ -104,13 +105,20 @@ class ProbeActivations:
                              "record the config again") from None
         expected = (len(self.files), int(self.meta["layers"][layer]))
         if arr.dtype != np.float16 or arr.shape != expected:
-            raise MilanError(f"{path}: holds {arr.dtype} {arr.shape}, but {self.folder / 'meta.json'} "
+            raise MilanError(f"{path}: holds {arr.dtype} {arr.shape}, but {self.probe_dir / 'meta.json'} "
                              f"says float16 {expected}; record the config again")
         return arr
 
     def _relocate_hint(self) -> str:
         return ("if the probe folder moved, pass its new location: "
                 "load_probe(config_dir, folder=NEW_PROBE_FOLDER)")
+
+    def _missing(self, path: Path) -> MilanError:
+        root = self.image_folder if self.image_folder is not None else Path(self.meta["folder"])
+        if not root.is_dir():
+            return MilanError(f"probe image folder {root} no longer exists (needed for {path}); "
+                              f"{self._relocate_hint()}")
+        return MilanError(f"probe image {path} is missing; {self._relocate_hint()}")
 
     def images(self, indices: Sequence[int]) -> "torch.Tensor":  # noqa: F821
         """uint8 [n, 3, crop, crop] of rows `indices`: Resize + CenterCrop as recorded, not normalised."""
@@ -128,7 +136,7 @@ class ProbeActivations:
                 raise MilanError(f"probe image index {i} out of range (0..{len(self.files) - 1})")
             path = self.files[i]
             if not path.is_file():
-                raise MilanError(f"probe image {path} is missing; {self._relocate_hint()}")
+                raise self._missing(path)
             if sizes is not None and path.stat().st_size != int(sizes[i]):
                 raise MilanError(f"probe image {path} changed since recording ({path.stat().st_size} bytes, "
                                  f"recorded {sizes[i]}); {self._relocate_hint()}, or record again")
@@ -148,13 +156,13 @@ class ProbeActivations:
         pairs = []
         for rel, path in zip(rels, self.files):
             if not path.is_file():
-                raise MilanError(f"probe image {path} is missing; {self._relocate_hint()}")
+                raise self._missing(path)
             pairs.append((rel, path.stat().st_size))
         if files_digest(pairs) != self.meta["sha256"]:
             sizes = self.meta.get("sizes") or []
             changed = next((p for (_r, s), p, old in zip(pairs, self.files, sizes) if s != old), None)
             what = f"probe image {changed} changed size" if changed else "the probe files differ"
-            raise MilanError(f"{self.folder / 'meta.json'}: {what} since recording (sha256 mismatch); "
+            raise MilanError(f"{self.probe_dir / 'meta.json'}: {what} since recording (sha256 mismatch); "
                              f"{self._relocate_hint()}, or record again")
 
 
@@ -179,7 +187,7 @@ def load_probe(config_dir: Path, folder: Path | None = None) -> ProbeActivations
                          f"{PROBE_VERSION}; upgrade milannotations or record again")
     root = Path(folder) if folder is not None else Path(meta["folder"])
     files = tuple((root / rel).absolute() for rel in meta["files"])
-    return ProbeActivations(probe, files, meta)
+    return ProbeActivations(probe, files, meta, root.absolute())
 
 
 # ---------------------------------------------------------------------------- recording
