@@ -66,3 +66,45 @@ def test_a_folder_needs_a_labeller(folder, capsys):
     assert eval_main(["--describer", "constant", "--benchmark", str(folder)]) == 2
     err = capsys.readouterr().err
     assert "--labeller" in err and "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def original_build(tmp_path_factory) -> Path:
+    """An original-format MILANNOTATIONS zip (with images) converted by `milannotations build`."""
+    from tests.original_format import LayerSpec, make_original_zip
+
+    tmp = tmp_path_factory.mktemp("faith-orig")
+    make_original_zip(tmp / "zips" / "alexnet-imagenet.zip",
+                      [LayerSpec("conv1", 12, k=3, height=16, width=16), LayerSpec("conv2", 12, k=3, height=16, width=16)],
+                      seed=3)
+    out = tmp / "corpus-faith"
+    assert cli_main(["build", "--zip-dir", str(tmp / "zips"), "--output", str(out), "--no-progress"]) == 0
+    return out
+
+
+DESCRIBER_ARGS = {
+    "milan": dict(backbone="resnet18-random", epochs=1, hidden=16, embedding=8, batch_size=8, progress=False),
+    "netdissect": {"segmenter": "synth"}, "compexp": {"segmenter": "synth"}, "clip-dissect": {"model": "synth"},
+}
+
+
+@pytest.mark.parametrize("name", ["constant", "random-unit", "netdissect", "compexp", "clip-dissect", "milan"])
+def test_exemplar_faithfulness_on_an_original_format_build(original_build, name, tmp_path):
+    from baselines.registry import available_describers
+    from eval import evaluate
+
+    assert name in available_describers()
+    args = dict(DESCRIBER_ARGS.get(name, {}))
+    if name == "milan":
+        args["cache"] = str(tmp_path / "milan-cache")
+    results = evaluate(name, benchmark="milannotations", protocol="within-network", configs=["alexnet-imagenet"],
+                       root=original_build, describer_args=args, progress=False, labeller="segmenter",
+                       labeller_args={"segmenter": "synth", "embed": False})
+    split = results["splits"][0]
+    for section in ("metrics", "ceiling", "humans", "floor"):
+        assert {"exemplar_px_iou", "exemplar_ident_top1"} <= set(split[section]), section
+    assert "positives-only" in split["metrics"]["exemplar_px_iou"]["signature"]
+    assert "humans:annotators" in split["ceiling"]["exemplar_px_iou"]["signature"]  # no truth: the annotators
+    assert split["floors"]["constant"]["exemplar_ident_top1"]["value"] == pytest.approx(1 / split["n_units"])
+    same = results["labeller"]["same_model"]
+    assert same == (["segmenter:synth"] if name in ("netdissect", "compexp") else [])
