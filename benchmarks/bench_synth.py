@@ -1,18 +1,26 @@
 """Benchmark of the synthetic world: backbone training time, default build time, mask IoU.
 
     nice .venv/bin/python benchmarks/bench_synth.py [--units N] [--steps N] [--skip-backbone]
+    nice .venv/bin/python benchmarks/bench_synth.py --rows [--units N] [--workers N]   # issue 18's rows only
 
 Prints wall and CPU seconds (the machine may be shared: CPU seconds of this
 process say what the work costs, wall seconds what a user waits), the
 backbone's validation micro-F1, and the mean IoU between single-concept
 units' exemplar masks and the true pixels of their concept (per category),
 computed from the written parquet through `milannotations.load`.
+
+`--rows` prints issue 18's synthetic rows instead: the four annotated configs and the one config a
+first `load` builds, each in a fresh process on every core (ours beside the goal), and the scaling
+row (one config, 1 vs N workers), with CPU seconds of the parent and of its worker processes.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -59,13 +67,79 @@ def _rows(mn, config, root):
         yield from ds[split]
 
 
+BUILD = """
+import json, os, sys, time
+if __name__ == "__main__":
+    from milannotations.parallel import worker_cpu_seconds
+    from milannotations.synth.build import build_synth
+    t, c = time.perf_counter(), time.process_time()
+    build_synth(sys.argv[1], units=int(sys.argv[2]), configs=sys.argv[4].split(","), workers=int(sys.argv[3]),
+                progress=False)
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    time.sleep(0.3)  # let the forkserver reap the workers
+    print(json.dumps({"seconds": wall, "cpu_parent": cpu, "cpu_workers": worker_cpu_seconds(),
+                      "load": os.getloadavg()[0]}))
+"""
+
+
+def _build(out: Path, units: int, workers: int, configs) -> dict:
+    """One synthetic build in a fresh process (imports and worker start-up included, as a user waits)."""
+    script = out.parent / f"build-{out.name}.py"
+    script.write_text(BUILD)
+    done = subprocess.run([sys.executable, str(script), str(out), str(units), str(workers), ",".join(configs)],
+                          check=True, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _fig(r: dict) -> str:
+    return (f"{r['seconds']:.1f} s wall (CPU {r['cpu_parent']:.1f} s parent + {r['cpu_workers']:.1f} s workers; "
+            f"load {r['load']:.1f})")
+
+
+def _parquet_digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def synth_rows(tmp: Path, units: int, workers: int | None = None) -> list[str]:
+    """Issue 18's synthetic rows: four configs, the first load's one config, 1 vs N workers."""
+    from milannotations.parallel import default_workers
+    from milannotations.synth.catalog import SYNTH_CONFIGS
+
+    workers = workers or default_workers()
+    one = SYNTH_CONFIGS[0]
+    four = _build(tmp / "four", units, workers, SYNTH_CONFIGS)
+    first = _build(tmp / "first", units, workers, [one])
+    lines = [f"| synthetic build, {len(SYNTH_CONFIGS)} configs x {units} units, {workers} workers | {_fig(four)} "
+             f"| <= 90 s (500 units) |",
+             f"| the one config a first load builds ({one}) | {_fig(first)} | <= 30 s |"]
+    if workers != 1:
+        serial = _build(tmp / "serial", units, 1, [one])
+        same = _parquet_digest(tmp / "serial") == _parquet_digest(tmp / "first")
+        lines.append(f"| synthetic scaling ({one}), 1 vs {workers} workers | {_fig(serial)} vs "
+                     f"{first['seconds']:.1f} s: {serial['seconds'] / first['seconds']:.2f}x; files byte-identical: "
+                     f"{'yes' if same else 'NO'} | both cores, same bytes |")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--units", type=int, default=None, help="units per config (default: the builder's)")
     ap.add_argument("--steps", type=int, default=None, help="backbone steps (default: module default)")
     ap.add_argument("--skip-backbone", action="store_true")
     ap.add_argument("--net", action="store_true", help="also time the synth-net-plain config")
+    ap.add_argument("--rows", action="store_true", help="only issue 18's rows (build times, 1 vs N workers)")
+    ap.add_argument("--workers", type=int, default=None, help="processes of the --rows builds (default: every core)")
     args = ap.parse_args()
+    if args.rows:
+        from milannotations.synth.catalog import DEFAULT_UNITS
+
+        print(f"cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}")
+        with tempfile.TemporaryDirectory() as tmp:
+            print("| figure | ours | goal |\n|---|---|---|")
+            for line in synth_rows(Path(tmp), args.units or DEFAULT_UNITS, args.workers):
+                print(line)
+        return
 
     import torch
 

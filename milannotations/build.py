@@ -6,7 +6,9 @@ first appearance in annotations.csv, units with fewer than 3 descriptions
 dropped, the first 3 kept, layer names as strings. Arrays are read
 memory-mapped and streamed unit by unit into `writer.write_config`, and the
 pages of each unit are released after it is encoded, so a 9 GB config
-converts in bounded memory.
+converts in bounded memory. Units are read and PNG-encoded by a pool of worker
+processes (`workers`, default every core) a few tasks ahead of the one writer,
+which stores them in order: the bytes do not depend on the number of workers.
 
 Atomicity: the whole run is all-or-nothing. Every config is extracted and
 written inside one staging folder beside `out`; only when all configs have
@@ -23,15 +25,16 @@ from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
+from . import parallel
 from .card import write_card
 from .download import MANIFEST, read_manifest, sha256_file
 from .errors import MilanError
 from .fsutil import replace_path, staging_dir
 from .imagejoin import NOT_SHIPPED, ImageSource, open_sources
-from .original import OriginalRelease, open_release, safe_extract
+from .original import AnnotatedUnit, OriginalRelease, open_release, safe_extract
 from .schema import ANNOTATION_COUNT, REAL_CONFIGS, RealConfig, unit_id
 from .splits import assign_splits
-from .writer import ConfigMeta, UnitRow, write_config
+from .writer import REAL_ENCODING, ConfigMeta, Encoding, UnitRow, encode_row, write_records
 
 log = logging.getLogger(__name__)
 
@@ -120,27 +123,94 @@ def _image_plan(release: OriginalRelease, real: RealConfig, sources: Mapping[str
     raise MilanError(f"{release.zip_label}: {layer}/images.npy is missing (layer {layer!r}) but {why}; {fix}")
 
 
-def _rows(release: OriginalRelease, config: str, src: ImageSource | None) -> Iterator[UnitRow]:
-    for u in release.units:
-        lf = release.layers[u.layer]
-        where = f"{release.zip_label}: {u.layer}/masks.npy, unit {u.unit}"
-        masks = _read_unit(lf.masks, u.unit)
+#: Units per task of the worker pool: small enough to balance, large enough to keep IPC negligible.
+_TASK_UNITS = 4
+
+
+class _ConfigEncoder:
+    """Reads kept units of an extracted release and encodes them into parquet records.
+
+    Picklable (folder paths, ids and the image source, not arrays), so each worker process gets one
+    and opens the arrays memory-mapped itself; the same object does the work in-process with
+    `workers=1`. Validation of unit contents (mask values) happens here, per unit, in unit order.
+    """
+
+    def __init__(self, release: OriginalRelease, meta: ConfigMeta, src: ImageSource | None,
+                 encoding: Encoding, threads: bool) -> None:
+        self.root, self.zip_label, self.meta, self.src = release.root, release.zip_label, meta, src
+        self.encoding, self.threads = encoding, threads
+        self.layers = {name: (lf.images is not None, lf.size, lf.ids) for name, lf in release.layers.items()}
+        self._arrays: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_arrays": {}}
+
+    def _open(self, layer: str) -> tuple[np.ndarray, np.ndarray | None]:
+        if layer not in self._arrays:
+            d = Path(self.root) / layer
+            masks = np.load(d / "masks.npy", mmap_mode="r", allow_pickle=False)
+            images = np.load(d / "images.npy", mmap_mode="r", allow_pickle=False) if self.layers[layer][0] else None
+            self._arrays[layer] = (masks, images)
+        return self._arrays[layer]
+
+    def row(self, u: AnnotatedUnit) -> UnitRow:
+        shipped, size, ids_of = self.layers[u.layer]
+        masks_arr, images_arr = self._open(u.layer)
+        where = f"{self.zip_label}: {u.layer}/masks.npy, unit {u.unit}"
+        masks = _read_unit(masks_arr, u.unit)
         if masks.dtype != np.bool_ and masks.size and masks.max() > 1:
             raise MilanError(f"{where}: mask values must be 0 or 1, found {int(masks.max())}")
-        ids = lf.ids[u.unit].tolist()
-        if lf.images is not None:
-            images = _read_unit(lf.images, u.unit)
-        elif src is not None:
-            images = src.unit_images(ids, lf.size, f"{release.zip_label}: {u.layer}/ids.csv, unit {u.unit}")
+        ids = ids_of[u.unit].tolist()
+        if images_arr is not None:
+            images = _read_unit(images_arr, u.unit)
+        elif self.src is not None:
+            images = self.src.unit_images(ids, size, f"{self.zip_label}: {u.layer}/ids.csv, unit {u.unit}")
         else:
             images = None
-        yield UnitRow(layer=u.layer, unit=u.unit, images=images, masks=masks.astype(bool), image_ids=ids,
-                      annotations=list(u.annotations))
+        return UnitRow(layer=u.layer, unit=u.unit, images=images, masks=masks.astype(bool), image_ids=ids,
+                       annotations=list(u.annotations))
+
+    def __call__(self, units: Sequence[AnnotatedUnit]) -> list[dict]:
+        return [encode_row(self.meta, self.row(u), self.encoding, threads=self.threads) for u in units]
+
+
+_WORKER_ENCODER: _ConfigEncoder | None = None
+
+
+def _worker_init(encoder: _ConfigEncoder) -> None:
+    global _WORKER_ENCODER
+    _WORKER_ENCODER = encoder
+
+
+def _worker_encode(units: Sequence[AnnotatedUnit]) -> list[dict]:
+    assert _WORKER_ENCODER is not None, "worker started without its encoder"
+    return _WORKER_ENCODER(units)
+
+
+def _records(encoder: _ConfigEncoder, units: Sequence[AnnotatedUnit], workers: int) -> Iterator[dict]:
+    """Every unit's record in order; with workers > 1 encoded by a process pool, at most a few tasks ahead."""
+    tasks = [units[i:i + _TASK_UNITS] for i in range(0, len(units), _TASK_UNITS)]
+    if workers <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            yield from encoder(task)
+        return
+    encoder.threads = False  # the processes are the parallelism; threads would only contend
+    pool = parallel.executor(min(workers, len(tasks)), _worker_init, (encoder,), preload=(__name__,))
+    try:
+        for chunk in parallel.ordered(pool, _worker_encode, tasks, window=3 * workers):
+            yield from chunk
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def build_config(zip_path: Path, out: Path, real: RealConfig, sources: Mapping[str, ImageSource] | None = None,
-                 *, progress: bool = True) -> Path:
-    """Convert one original zip into `out` (written atomically by the writer); returns its data folder."""
+                 *, progress: bool = True, workers: int | None = 1, encoding: Encoding = REAL_ENCODING) -> Path:
+    """Convert one original zip into `out` (written atomically by the writer); returns its data folder.
+
+    `workers` processes read and PNG-encode units (None: every core); the parquet bytes are the same
+    for any number. `encoding` is the PNG / parquet setting (docs/corpus.md, "PNG settings").
+    """
+    workers = parallel.resolve_workers(workers)
     zip_path, out = Path(zip_path), Path(out)
     sources = sources or {}
     digest, size = sha256_file(zip_path)
@@ -177,6 +247,7 @@ def build_config(zip_path: Path, out: Path, real: RealConfig, sources: Mapping[s
             "units_in_zip": sum(lf.n_units for lf in release.layers.values()),
             "units_kept": len(release.units),
             "row_order": "first appearance in annotations.csv (original loader)",
+            "encoding": encoding.describe(),
         }
         if real.name == "dino_vits8-imagenet":
             provenance["errata"] = DINO_ERRATA
@@ -185,17 +256,20 @@ def build_config(zip_path: Path, out: Path, real: RealConfig, sources: Mapping[s
             description=f"{real.model} trained on {real.dataset} ({real.task}); human descriptions from "
                         "MILANNOTATIONS (Hernandez et al., ICLR 2022)",
             provenance=provenance)
-        return write_config(out, meta, _rows(release, real.name, src), assign_splits(uids),
-                            progress=progress, total=len(uids))
+        encoder = _ConfigEncoder(release, meta, src, encoding, threads=True)
+        return write_records(out, meta, _records(encoder, release.units, workers), assign_splits(uids),
+                             progress=progress, total=len(uids), encoding=encoding)
 
 
 def build(zip_dir: str | Path, out: str | Path, configs: Sequence[str] | None = None, *,
           imagenet: str | Path | None = None, places365: str | Path | None = None,
-          legacy_resize: bool = False, progress: bool = True) -> list[str]:
+          legacy_resize: bool = False, progress: bool = True, workers: int | None = None) -> list[str]:
     """Convert original zips into the dataset folder `out`, all or nothing; returns the configs built.
 
-    Configs already in `out` that are not rebuilt are kept; rebuilt ones are replaced.
+    Configs already in `out` that are not rebuilt are kept; rebuilt ones are replaced. `workers`
+    processes encode units (default: every core this process may use); output bytes do not depend on it.
     """
+    workers = parallel.resolve_workers(workers)
     out = Path(out)
     if out.name == "milannotations.py" or (out / "milannotations.py").exists():
         raise MilanError(f"{out}: contains milannotations.py, which would make datasets treat the folder as a script")
@@ -203,7 +277,7 @@ def build(zip_dir: str | Path, out: str | Path, configs: Sequence[str] | None = 
     sources = open_sources({"imagenet": imagenet, "places365": places365}, legacy_resize)
     with staging_dir(out.parent if out.parent != out else Path("."), prefix=f".build-{out.name}-") as stage:
         for config, path in zips.items():
-            build_config(path, stage, REAL_CONFIGS[config], sources, progress=progress)
+            build_config(path, stage, REAL_CONFIGS[config], sources, progress=progress, workers=workers)
         for sub in ("data", "splits", "meta"):
             (out / sub).mkdir(parents=True, exist_ok=True)
         for config in zips:

@@ -23,12 +23,13 @@ def synth_configs(names: str | Iterable[str]) -> list[str]:
     return list(dict.fromkeys(c for n in names for c in resolve_configs(n) if c in synth))
 
 
-def prepare(names: str | Iterable[str] | None = None, *, progress: bool = True) -> Path:
+def prepare(names: str | Iterable[str] | None = None, *, progress: bool = True, workers: int | None = None) -> Path:
     """Build the synthetic configs among `names` (config or grouping names; default: the four annotated
     ones) into the cache where `load()` finds them, skipping those already built; returns the folder.
 
     Real config names are passed over (they come from `milannotations download` + `build`); an unknown
     name is a MilanError. Building says on stderr which configs, where and roughly how long, first.
+    `workers` processes build them (default: every core this process may use); the bytes are the same.
     """
     # The builder (scenes, neurons, backbone training) is imported only when something may be built.
     from .synth.build import ensure_synth
@@ -38,4 +39,4 @@ def prepare(names: str | Iterable[str] | None = None, *, progress: bool = True) 
         return default_world()
     # the default world's settings, read when called (default_world() names the same folder)
     return ensure_synth(synth_dir(), seed=0, units=catalog.DEFAULT_UNITS, pool_size=catalog.POOL_SIZE,
-                        configs=wanted, progress=progress)
+                        configs=wanted, progress=progress, workers=workers)

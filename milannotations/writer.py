@@ -13,10 +13,11 @@ import io
 import json
 import os
 import threading
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -49,6 +50,35 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
+@dataclass(frozen=True)
+class Encoding:
+    """How pixels become bytes: PNG deflate settings and the parquet codec of the image/mask columns.
+
+    Any setting decodes to the same pixels; they trade size against encode time. The default is what
+    every config was written with before issue 18 and stays the default (the synthetic corpus and user
+    exemplars keep their bytes); `REAL_ENCODING` is the one chosen by measurement for the real corpus
+    (docs/corpus.md, "PNG settings").
+    """
+
+    png_level: int = 6
+    png_strategy: int = zlib.Z_DEFAULT_STRATEGY  # zlib strategy; zlib.Z_RLE (3) is far faster on photos
+    payload_compression: str = "ZSTD"  # parquet codec of the PNG byte columns; text columns are always ZSTD
+
+    def describe(self) -> str:
+        names = {zlib.Z_DEFAULT_STRATEGY: "default", zlib.Z_FILTERED: "filtered", zlib.Z_HUFFMAN_ONLY: "huffman-only",
+                 zlib.Z_RLE: "RLE", zlib.Z_FIXED: "fixed"}
+        return (f"PNG (Pillow, adaptive filter) zlib level {self.png_level}, strategy "
+                f"{names.get(self.png_strategy, self.png_strategy)}; parquet image/mask columns "
+                f"{self.payload_compression}")
+
+
+DEFAULT_ENCODING = Encoding()
+#: Chosen for the real corpus by measurement (docs/corpus.md): on photographs Z_RLE at level 1 is within
+#: 1% of level 6's size at about a third of its time; PNG payloads gain nothing from a second codec.
+REAL_ENCODING = Encoding(png_level=1, png_strategy=zlib.Z_RLE, payload_compression="NONE")
+_PAYLOAD_COLUMNS = ("images", "masks")
+
+
 @dataclass
 class UnitRow:
     """One unit before encoding. Arrays are uint8 / bool numpy, highest activation first."""
@@ -76,7 +106,7 @@ class ConfigMeta:
     builder_version: str = __version__
 
 
-def encode_png(array: np.ndarray) -> bytes:
+def encode_png(array: np.ndarray, encoding: Encoding = DEFAULT_ENCODING) -> bytes:
     """PNG bytes of an H x W (mode L) or 3 x H x W (RGB) uint8 array, deterministically."""
     arr = np.asarray(array)
     if arr.ndim == 3 and arr.shape[0] == 3:
@@ -86,22 +116,34 @@ def encode_png(array: np.ndarray) -> bytes:
     else:
         raise ValueError(f"cannot encode array of shape {arr.shape} as PNG")
     buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=6)
+    if encoding.png_strategy == zlib.Z_DEFAULT_STRATEGY:
+        img.save(buf, format="PNG", compress_level=encoding.png_level)  # exactly the bytes written before
+    else:
+        img.save(buf, format="PNG", compress_level=encoding.png_level, compress_type=encoding.png_strategy)
     return buf.getvalue()
 
 
-def _mask_png(mask: np.ndarray) -> bytes:
+def _mask_png(mask: np.ndarray, encoding: Encoding = DEFAULT_ENCODING) -> bytes:
     m = np.asarray(mask)
     if m.ndim == 3:
         m = m[0]
-    return encode_png(np.where(m > 0, 255, 0).astype(np.uint8))
+    return encode_png(np.where(m > 0, 255, 0).astype(np.uint8), encoding)
+
+
+def _leaf_paths(name: str, typ: pa.DataType) -> list[str]:
+    """Parquet column paths under an arrow field (`images.list.element.bytes`): per-column codecs need them."""
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ):
+        return _leaf_paths(f"{name}.list.element", typ.value_type)
+    if pa.types.is_struct(typ):
+        return [p for i in range(typ.num_fields) for p in _leaf_paths(f"{name}.{typ.field(i).name}", typ.field(i).type)]
+    return [name]
 
 
 class _SplitWriter:
     """Parquet shards of one split, rolled over at a byte budget."""
 
-    def __init__(self, folder: Path, split: str) -> None:
-        self.folder, self.split = folder, split
+    def __init__(self, folder: Path, split: str, encoding: Encoding = DEFAULT_ENCODING) -> None:
+        self.folder, self.split, self.encoding = folder, split, encoding
         self.schema = FEATURES.arrow_schema.with_metadata({b"huggingface": _HF_METADATA})
         self.paths: list[Path] = []
         self.writer: pq.ParquetWriter | None = None
@@ -111,8 +153,12 @@ class _SplitWriter:
     def _open(self) -> None:
         path = self.folder / f"{self.split}-{len(self.paths):05d}.parquet"
         self.paths.append(path)
-        # PNG payloads do not compress further; ZSTD still shrinks the text columns.
-        self.writer = pq.ParquetWriter(path, self.schema, compression="ZSTD", use_dictionary=False,
+        # PNG payloads barely compress further; ZSTD still shrinks the text columns.
+        compression: str | dict = "ZSTD"
+        if self.encoding.payload_compression != "ZSTD":
+            compression = {path: (self.encoding.payload_compression if path.split(".")[0] in _PAYLOAD_COLUMNS
+                                  else "ZSTD") for f in self.schema for path in _leaf_paths(f.name, f.type)}
+        self.writer = pq.ParquetWriter(path, self.schema, compression=compression, use_dictionary=False,
                                        write_statistics=False)
         self.shard_bytes = 0
 
@@ -145,33 +191,50 @@ class _SplitWriter:
 
 def write_config(out: Path, meta: ConfigMeta, units: Iterable[UnitRow],
                  split_of: Mapping[str, str], *, progress: bool = False,
-                 total: int | None = None) -> Path:
+                 total: int | None = None, encoding: Encoding = DEFAULT_ENCODING) -> Path:
     """Write one config under `out`, atomically, and refresh the dataset card.
 
     `split_of` maps every unit id (`<config>/<layer>/<unit>`) to "train" or
     "test" (see `milannotations.splits.assign_splits`); rows arrive in the
     order they should be stored.
     """
+    def records() -> Iterator[dict]:
+        for row in units:
+            uid = make_unit_id(meta.config, row.layer, row.unit)
+            if split_of.get(uid) not in SPLITS:
+                raise MilanError(f"{meta.config}: unit {uid} has no split assignment")
+            yield encode_row(meta, row, encoding)
+
+    return write_records(out, meta, records(), split_of, progress=progress, total=total, encoding=encoding)
+
+
+def write_records(out: Path, meta: ConfigMeta, records: Iterable[dict], split_of: Mapping[str, str], *,
+                  progress: bool = False, total: int | None = None,
+                  encoding: Encoding = DEFAULT_ENCODING) -> Path:
+    """`write_config` for rows already encoded by `encode_row` (e.g. in worker processes), in storage order.
+
+    Bytes depend only on the records and their order, never on who encoded them, so a build with
+    any number of workers writes the same files as one process.
+    """
     out = Path(out)
     config = meta.config
     with staging_dir(out) as stage:
         data_dir = stage / "data" / config
         data_dir.mkdir(parents=True)
-        writers = {s: _SplitWriter(data_dir, s) for s in SPLITS}
+        writers = {s: _SplitWriter(data_dir, s, encoding) for s in SPLITS}
         pending: dict[str, list[dict]] = {s: [] for s in SPLITS}
         pending_bytes = {s: 0 for s in SPLITS}
         seen: dict[str, list[str]] = {s: [] for s in SPLITS}
-        iterator = units
+        iterator = records
         if progress:
             from tqdm.auto import tqdm
 
-            iterator = tqdm(units, total=total, desc=f"writing {config}", unit="unit")
-        for row in iterator:
-            uid = make_unit_id(config, row.layer, row.unit)
+            iterator = tqdm(records, total=total, desc=f"writing {config}", unit="unit")
+        for record in iterator:
+            uid = record["unit_id"]
             split = split_of.get(uid)
             if split not in SPLITS:
                 raise MilanError(f"{config}: unit {uid} has no split assignment")
-            record = _encode(config, meta, uid, row)
             size = sum(len(x["bytes"]) for x in record["images"]) + sum(len(x["bytes"]) for x in record["masks"])
             pending[split].append(record)
             pending_bytes[split] += size
@@ -204,7 +267,16 @@ def write_config(out: Path, meta: ConfigMeta, units: Iterable[UnitRow],
     return out / "data" / config
 
 
-def _encode(config: str, meta: ConfigMeta, uid: str, row: UnitRow) -> dict:
+def encode_row(meta: ConfigMeta, row: UnitRow, encoding: Encoding = DEFAULT_ENCODING, *,
+               threads: bool = True) -> dict:
+    """One unit's parquet record: PNG-encoded images and masks plus its fields, checked.
+
+    `threads` encodes a unit's images on the writer's thread pool (PIL releases the GIL); worker
+    processes pass False, since they are the parallelism already. The bytes are the same either way.
+    """
+    config = meta.config
+    uid = make_unit_id(config, row.layer, row.unit)
+    mapper = _pool().map if threads else map
     masks = np.asarray(row.masks)
     ids = [int(i) for i in row.image_ids]
     if masks.ndim not in (3, 4):
@@ -215,7 +287,7 @@ def _encode(config: str, meta: ConfigMeta, uid: str, row: UnitRow) -> dict:
             raise MilanError(f"{uid}: images must be uint8 k x 3 x H x W, got {images.dtype} {images.shape}")
         if images.shape[0] != masks.shape[0] or images.shape[-2:] != masks.shape[-2:]:
             raise MilanError(f"{uid}: images {images.shape} and masks {masks.shape} disagree")
-        image_cells = [{"bytes": b, "path": None} for b in _pool().map(encode_png, images)]
+        image_cells = [{"bytes": b, "path": None} for b in mapper(encode_png, images, [encoding] * len(images))]
     else:
         image_cells = []
     if len(ids) != masks.shape[0]:
@@ -228,7 +300,7 @@ def _encode(config: str, meta: ConfigMeta, uid: str, row: UnitRow) -> dict:
         "layer": str(row.layer),
         "unit": int(row.unit),
         "images": image_cells,
-        "masks": [{"bytes": b, "path": None} for b in _pool().map(_mask_png, masks)],
+        "masks": [{"bytes": b, "path": None} for b in mapper(_mask_png, masks, [encoding] * len(masks))],
         "image_ids": ids,
         "annotations": [str(a) for a in row.annotations],
         "truth": row.truth,

@@ -17,6 +17,9 @@ def register(sub) -> None:
                                "milannotations.load and info look); load it from anywhere with "
                                "load_dataset(PATH, CONFIG)")
     add_image_source_args(p)
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="processes that read and PNG-encode units (default: every core this process may use); "
+                        "the output bytes are the same for any N")
     p.set_defaults(func=run)
 
 
@@ -28,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     if args.no_progress:
         quiet_libraries()
     built = build(args.zip_dir, args.output, args.configs or None, imagenet=args.imagenet,
-                  places365=args.places365, legacy_resize=args.legacy_resize, progress=not args.no_progress)
+                  places365=args.places365, legacy_resize=args.legacy_resize, progress=not args.no_progress,
+                  workers=args.workers)
     print(f"built {', '.join(built)} into {args.output}")
     return 0

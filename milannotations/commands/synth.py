@@ -35,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="where the trained backbone is cached (default: the milannotations cache/models)")
     p.add_argument("--backbone-steps", type=int, default=None,
                    help="training steps of the backbone for synth-net configs (default: the module's default)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="processes that build the annotated configs (default: every core this process may use); "
+                        "the bytes written are the same for any N")
     p.set_defaults(func=_run)
 
 
@@ -49,7 +52,7 @@ def _run(args: argparse.Namespace) -> int:
     out = build_synth(args.output, seed=args.seed, units=args.units, configs=args.configs,
                       pool_size=args.pool_size,
                       progress=not args.no_progress, cache_dir=args.backbone_cache,
-                      backbone_steps=args.backbone_steps)
+                      backbone_steps=args.backbone_steps, workers=args.workers)
     print(f"wrote synthetic corpus to {out}")
     return 0
 
@@ -64,6 +67,6 @@ def _run_cache(args: argparse.Namespace) -> int:
     if changed:
         raise MilanError(f"{', '.join(changed)}: a world other than the cached default that load() reads; "
                          "pass --output DIR too (then load(..., root=DIR))")
-    out = prepare(args.configs, progress=not args.no_progress)
+    out = prepare(args.configs, progress=not args.no_progress, workers=args.workers)
     print(f"synthetic corpus ready in the cache: {out}")
     return 0

@@ -18,6 +18,7 @@ byte-identical parquet files.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import sys
@@ -29,7 +30,7 @@ import torch
 
 from ..errors import MilanError
 from ..schema import ANNOTATION_COUNT, K, unit_id
-from ..writer import ConfigMeta
+from ..writer import ConfigMeta, UnitRow
 from .backbone import TRAIN_SCENES, StageTaps, load_backbone
 from .catalog import (BUILDER_VERSION, DEFAULT_UNITS, DOMAINS, FAMILIES, POOL_SIZE, SYNTH_CONFIGS,  # noqa: F401
                       SYNTH_NET_CONFIGS, cache_key, default_world)
@@ -67,6 +68,15 @@ class ScenePool(torch.utils.data.Dataset):
         self.images = torch.from_numpy(images)
         self.inputs = torch.from_numpy(inputs) if inputs is not None else None
 
+    @classmethod
+    def from_arrays(cls, domain: str, seed: int, images: np.ndarray, inputs: np.ndarray | None) -> "ScenePool":
+        """A pool rendered elsewhere (in worker processes, `render_scenes`): the same items as rendering it here."""
+        pool = cls.__new__(cls)
+        pool.domain, pool.size, pool.seed = domain, int(images.shape[0]), int(seed)
+        pool.images = torch.from_numpy(images)
+        pool.inputs = torch.from_numpy(inputs) if inputs is not None else None
+        return pool
+
     def __len__(self) -> int:
         return self.size
 
@@ -74,6 +84,22 @@ class ScenePool(torch.utils.data.Dataset):
         if self.inputs is None:
             return self.images[i]
         return self.images[i], self.inputs[i].float()
+
+
+def render_scenes(domain: str, start: int, stop: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Images (uint8) and neuron inputs (float16) of scenes start..stop-1, exactly as `ScenePool` stores them."""
+    n = stop - start
+    images = np.empty((n, 3, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    inputs = None
+    for j, i in enumerate(range(start, stop)):
+        scene = render_scene(domain, i, seed)
+        images[j] = scene.image
+        x = neuron_input(scene)
+        if inputs is None:
+            inputs = np.empty((n, *x.shape), np.float16)
+        inputs[j] = x
+    assert inputs is not None
+    return images, inputs
 
 
 def parse_config(config: str) -> tuple[str, str]:
@@ -152,11 +178,139 @@ def build_annotated_config(out: Path, config: str, pool: ScenePool, *, seed: int
         uid = unit_id(config, layer_name, u)
         return describe_unit(specs[u], uid, seed, ANNOTATION_COUNT), specs[u].truth()
 
-    meta = ConfigMeta(config=config, model=f"synth-{family}", dataset=f"synth-{domain}", synthetic=True,
-                      description=_description(family, domain, units),
-                      provenance=_provenance(seed, units, len(pool), {"kinds": kind_counts(family, units)}))
+    meta = _annotated_meta(config, seed, units, len(pool))
     return write_exemplar_config(out, meta, model, [layer], pool, stats, annotate=annotate,
                                  progress=progress)
+
+
+def _annotated_meta(config: str, seed: int, units: int, pool_size: int) -> ConfigMeta:
+    family, domain = parse_config(config)
+    return ConfigMeta(config=config, model=f"synth-{family}", dataset=f"synth-{domain}", synthetic=True,
+                      description=_description(family, domain, units),
+                      provenance=_provenance(seed, units, pool_size, {"kinds": kind_counts(family, units)}))
+
+
+# ------------------------------------------------------------------------------ on every core
+# With workers > 1 a config's units are cut into contiguous shards, each computed by a worker process
+# over the whole pool: unit maps do not depend on which other units are evaluated with them
+# (`UnitMaps.select`), and top-k and quantile sketches are per unit, so every shard's rows are the rows
+# one process makes. The parent stores them in unit order through the one writer, so the parquet,
+# splits and meta files are byte-identical to a one-process build (tests/test_parallel_build.py).
+# Pools are rendered in scene shards the same way and handed to workers as .npy files.
+
+_RENDER_SHARD = 100  # scenes per render task
+_UNIT_SHARD = 125  # units per shard task (at least `workers` shards per config)
+
+
+def _render_task(task: tuple[str, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    domain, start, stop, seed = task
+    return render_scenes(domain, start, stop, seed)
+
+
+def _shard_task(task: tuple) -> dict:
+    """One shard's rows of an annotated config, encoded, and what its provenance needs of the pass."""
+    from ..exemplars import compute_exemplars
+    from ..exemplars.masks import masks_from_maps
+    from ..exemplars.write import exemplar_maps
+    from ..writer import encode_row
+
+    config, seed, units, start, stop, pool_files = task
+    family, domain = parse_config(config)
+    pool = ScenePool.from_arrays(domain, seed, np.load(pool_files[0]), np.load(pool_files[1]))
+    specs = sample_units(family, domain, units, seed)
+    full = SynthNeurons(specs, seed=_unit_seed(seed, config))
+    model = SynthNeurons(specs[start:stop])
+    model.units = full.units.select(range(start, stop))
+    model.eval()
+    layer = SynthNeurons.layer_name
+    stats = compute_exemplars(model, [layer], pool, k=K, quantile=0.99, progress=False)
+    maps, _images = exemplar_maps(model, [layer], pool, stats, normalize=stats.normalize, progress=False)
+    meta = _annotated_meta(config, seed, units, len(pool))
+    ids, thr = stats.top_ids[layer], stats.thresholds[layer]
+    records = []
+    for j in range(stop - start):
+        u = start + j
+        valid = [(slot, int(i)) for slot, i in enumerate(ids[j].tolist()) if i >= 0]
+        imgs = torch.stack([pool.images[i] for _, i in valid])
+        slots = [slot for slot, _ in valid]
+        masks = masks_from_maps(maps[layer][j, slots], thr[j], tuple(imgs.shape[-2:]))
+        uid = unit_id(config, layer, u)
+        row = UnitRow(layer=layer, unit=u, images=imgs.numpy(), masks=masks.numpy(),
+                      image_ids=[i for _, i in valid],
+                      annotations=describe_unit(specs[u], uid, seed, ANNOTATION_COUNT), truth=specs[u].truth())
+        records.append(encode_row(meta, row, threads=False))
+    return {"records": records, "k": stats.k, "quantile": stats.quantile, "images": stats.images,
+            "skipped": stats.skipped, "error_max": float(stats.threshold_error[layer].max()),
+            "extra": {k: v for k, v in stats.extra.items() if k != "world_size"}}
+
+
+def _shard_provenance(meta: ConfigMeta, shards: list[dict]) -> ConfigMeta:
+    """The provenance `write_exemplar_config` records, from the shards' passes (the same numbers)."""
+    layer = SynthNeurons.layer_name
+    first = shards[0]
+    provenance = {
+        **meta.provenance,
+        "exemplars": {"layers": [layer], "k": first["k"], "quantile": first["quantile"],
+                      "images": first["images"], "skipped_unreadable": first["skipped"],
+                      "score": "spatial max", "threshold": "per-unit quantile of all spatial positions "
+                      "(lattice-histogram sketch, see milannotations.exemplars.quantile)",
+                      "threshold_error_bound_max": {layer: max(s["error_max"] for s in shards)},
+                      "mask": "bilinear upsampling (align_corners=False) > threshold",
+                      **first["extra"]},
+    }
+    return dataclasses.replace(meta, provenance=provenance)
+
+
+def _shards(units: int, workers: int) -> list[tuple[int, int]]:
+    n = max(workers, -(-units // _UNIT_SHARD))
+    n = min(n, units)
+    bounds = [round(i * units / n) for i in range(n + 1)]
+    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def _build_annotated_parallel(out: Path, configs: Sequence[str], *, seed: int, units: int, pool_size: int,
+                              workers: int, progress: bool) -> None:
+    """`build_annotated_config` of every config in `configs` on `workers` processes, same bytes."""
+    import tempfile
+
+    from .. import parallel
+    from ..splits import assign_splits
+    from ..writer import write_records
+
+    domains = list(dict.fromkeys(parse_config(c)[1] for c in configs))
+    pool = parallel.executor(workers, preload=(__name__,))
+    try:
+        with tempfile.TemporaryDirectory(prefix=".synth-pools-", dir=out.parent if out.parent.exists() else None) as tmp:
+            files: dict[str, tuple[str, str]] = {}
+            render = [(d, a, min(a + _RENDER_SHARD, pool_size), seed) for d in domains
+                      for a in range(0, pool_size, _RENDER_SHARD)]
+            parts: dict[str, list] = {d: [] for d in domains}
+            for (d, *_rest), part in zip(render, parallel.ordered(pool, _render_task, render, window=len(render))):
+                parts[d].append(part)
+            for d in domains:
+                files[d] = (str(Path(tmp) / f"{d}-images.npy"), str(Path(tmp) / f"{d}-inputs.npy"))
+                np.save(files[d][0], np.concatenate([p[0] for p in parts[d]]))
+                np.save(files[d][1], np.concatenate([p[1] for p in parts[d]]))
+            parts.clear()
+            tasks = [(c, seed, units, a, b, files[parse_config(c)[1]]) for c in configs for a, b in _shards(units, workers)]
+            results = parallel.ordered(pool, _shard_task, tasks, window=max(2 * workers, len(_shards(units, workers)) + workers))
+            bar = None
+            if progress:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=len(configs) * units, desc="synthetic units", unit="unit")
+            for config in configs:
+                shards = [next(results) for _ in _shards(units, workers)]
+                if bar is not None:
+                    bar.update(units)
+                meta = _shard_provenance(_annotated_meta(config, seed, units, pool_size), shards)
+                layer = SynthNeurons.layer_name
+                split_of = assign_splits(unit_id(config, layer, u) for u in range(units))
+                write_records(out, meta, (r for s in shards for r in s["records"]), split_of, total=units)
+            if bar is not None:
+                bar.close()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def build_net_config(out: Path, config: str, *, seed: int = 0, pool_size: int = POOL_SIZE,
@@ -191,14 +345,18 @@ def build_net_config(out: Path, config: str, *, seed: int = 0, pool_size: int = 
 def build_synth(out: str | Path, seed: int = 0, units: int = DEFAULT_UNITS, configs: Sequence[str] | None = None,
                 *, pool_size: int = POOL_SIZE, progress: bool = True, cache_dir: Path | None = None,
                 backbone_steps: int | None = None, net_channels: int | None = None,
-                backbone_scenes: int | None = None) -> Path:
+                backbone_scenes: int | None = None, workers: int | None = None) -> Path:
     """Build synthetic configs (default: the four annotated ones) into folder `out`; returns `out`.
 
     `configs` may also name `synth-net-plain` / `synth-net-cluttered`, which
     train (or load from `cache_dir`) the synthetic backbone first
     (`backbone_steps`, `backbone_scenes` per domain) and describe the first
     `net_channels` units of each stage (default all).
+    `workers` processes build the annotated configs (default: every core this process may use);
+    the bytes written are the same for any number. `synth-net-*` configs are built in this process.
     """
+    from .. import parallel
+
     out = Path(out)
     configs = list(SYNTH_CONFIGS if configs is None else configs)
     for c in configs:
@@ -207,10 +365,17 @@ def build_synth(out: str | Path, seed: int = 0, units: int = DEFAULT_UNITS, conf
         raise MilanError(f"--units must be at least {len(KINDS)} (one unit per neuron kind), got {units}")
     if pool_size < K:
         raise MilanError(f"the scene pool must hold at least k={K} scenes, got {pool_size}")
+    workers = parallel.resolve_workers(workers)
     with _one_thread():
+        annotated = [c for c in configs if parse_config(c)[0] != "net"]
+        if workers > 1 and annotated:
+            _build_annotated_parallel(out, annotated, seed=seed, units=units, pool_size=pool_size,
+                                      workers=workers, progress=progress)
         pools: dict[str, ScenePool] = {}
         for config in configs:
             family, domain = parse_config(config)
+            if workers > 1 and family != "net":
+                continue
             if family == "net":
                 build_net_config(out, config, seed=seed, pool_size=pool_size, cache_dir=cache_dir,
                                  steps=backbone_steps, progress=progress, channels=net_channels,
@@ -244,14 +409,18 @@ def _lock(path: Path) -> Iterator[None]:
 #: Seconds one annotated config of DEFAULT_UNITS units over a POOL_SIZE pool takes to build on one core,
 #: and one domain's pool to render (measured: 34-47 s and 4-4.4 s on a shared 2-core machine, docs/synth.md).
 _CONFIG_S, _POOL_S, _NET_S, _BACKBONE_S = 42.0, 4.5, 12.0, 210.0
+_START_S = 4.0  # starting the worker processes (the forkserver imports torch once)
 
 
-def _estimate(configs: Sequence[str], units: int, pool_size: int) -> str:
-    """Roughly how long building `configs` takes here, from the measured per-config times."""
+def _estimate(configs: Sequence[str], units: int, pool_size: int, workers: int = 1) -> str:
+    """Roughly how long building `configs` takes here, from the measured per-config times
+    (one core's work, shared by `workers` processes plus a few seconds to start them)."""
     annotated = [c for c in configs if c not in SYNTH_NET_CONFIGS]
     domains = {parse_config(c)[1] for c in annotated}
     scale = pool_size / POOL_SIZE
     s = len(annotated) * _CONFIG_S * units / DEFAULT_UNITS * scale + len(domains) * _POOL_S * scale
+    if workers > 1 and annotated:
+        s = s / workers + _START_S
     s += (len(configs) - len(annotated)) * _NET_S * scale
     text = f"about {s / 60:.0f} min" if s >= 90 else f"about {max(s, 1):.0f} s"
     if len(annotated) < len(configs):
@@ -261,16 +430,20 @@ def _estimate(configs: Sequence[str], units: int, pool_size: int) -> str:
 
 def ensure_synth(root: str | Path, seed: int = 0, units: int = DEFAULT_UNITS,
                  configs: Sequence[str] | None = None, *, progress: bool = True,
-                 pool_size: int = POOL_SIZE) -> Path:
+                 pool_size: int = POOL_SIZE, workers: int | None = None) -> Path:
     """The built synthetic corpus under `root` holding `configs` (default: the four annotated ones),
     building the missing ones once; returns its folder.
 
     Only the configs asked for are built, each whole (a config counts as built once its meta file is
     in place), and before building one line on stderr says which, where and roughly how long. The
     folder is keyed by seed, units, pool size and builder version (`cache_key`), so a changed
-    generator never serves stale rows. `synth-net-*` configs need the trained backbone.
+    generator never serves stale rows. `synth-net-*` configs need the trained backbone. `workers`
+    processes build (default: every core); the bytes do not depend on it.
     """
+    from .. import parallel
+
     root = Path(root)
+    workers = parallel.resolve_workers(workers)
     key = cache_key(seed, units, pool_size)
     folder = root / key
     wanted = list(dict.fromkeys(SYNTH_CONFIGS if configs is None else configs))
@@ -282,8 +455,9 @@ def ensure_synth(root: str | Path, seed: int = 0, units: int = DEFAULT_UNITS,
         missing = [c for c in wanted if not _built(folder, c)]
         if missing:
             print(f"milannotations: building synthetic {', '.join(missing)} ({units} units each) into {folder}, "
-                  f"{_estimate(missing, units, pool_size)}; once, then cached", file=sys.stderr, flush=True)
-            build_synth(folder, seed=seed, units=units, configs=missing, progress=progress, pool_size=pool_size)
+                  f"{_estimate(missing, units, pool_size, workers)}; once, then cached", file=sys.stderr, flush=True)
+            build_synth(folder, seed=seed, units=units, configs=missing, progress=progress, pool_size=pool_size,
+                        workers=workers)
             (folder / "BUILD.json").write_text(json.dumps(
                 {"builder_version": BUILDER_VERSION, "seed": seed, "units": units, "pool_size": pool_size,
                  "configs": sorted(c for c in (*SYNTH_CONFIGS, *SYNTH_NET_CONFIGS) if _built(folder, c))},
