@@ -48,9 +48,7 @@ def check_original(ce: CompExp, units: list) -> tuple[int, int]:
 def run(config: str, root: str | None, segmenter: str, limit: int | None, seg_args: dict,
         nd_args: dict | None = None, ce_args: dict | None = None, check: int = 0) -> dict:
     ds = mn.load(config, root=root)
-    import datasets
-
-    ds = datasets.concatenate_datasets([ds["train"], ds["test"]])
+    ds = mn.concatenate([ds["train"], ds["test"]])
     if limit:
         ds = ds.select(range(min(limit, len(ds))))
     truths = [json.loads(t) for t in ds["truth"]]

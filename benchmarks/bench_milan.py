@@ -27,10 +27,8 @@ def speed(args) -> None:
     from baselines.milan.describer import MilanDescriber
 
     train = mn.UnitSet(mn.load(args.config, split="train"), annotated=True)
-    from datasets import concatenate_datasets
-
     parts = mn.load(args.config)
-    everything = mn.UnitSet(concatenate_datasets([parts["train"], parts["test"]]), annotated=False)
+    everything = mn.UnitSet(mn.concatenate([parts["train"], parts["test"]]), annotated=False)
     with tempfile.TemporaryDirectory() as cache:
         d = MilanDescriber(backbone=args.backbone, epochs=args.epochs, cache=cache, progress=False,
                            device=args.device)

@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from milannotations import UnitSet, load, prepare
+from milannotations import UnitSet, concatenate, load, prepare
 from milannotations.errors import MilanError
 
 from .protocols import Split
@@ -20,17 +20,15 @@ _HIDDEN = ("annotations", "truth")  # columns of units under test that describer
 
 def _load_configs(configs: Sequence[str], split: str | None, root) -> Any:
     """The units of `configs` (one HF split, or all units when `split` is None), in config order."""
-    import datasets
-
     if root is None:  # load() only reads: the synthetic ones are built into the cache first, once
         prepare(configs)
     parts = []
     for config in configs:
         ds = load(config, split=split, root=root)
         if split is None:
-            ds = datasets.concatenate_datasets([ds[s] for s in ("train", "test") if s in ds])
+            ds = concatenate([ds[s] for s in ("train", "test") if s in ds])
         parts.append(ds)
-    return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+    return parts[0] if len(parts) == 1 else concatenate(parts)
 
 
 def limit_indices(unit_ids: list[str], limit: int | None, seed: int) -> list[int]:

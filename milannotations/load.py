@@ -1,25 +1,27 @@
-"""`load()`: a config or a grouping of configs as `datasets` objects.
+"""`load()`: a config or a grouping of configs, read straight from the built parquet.
 
 Sources, in order: a local built folder (`root=`), a Hub repo id
 (`root="namespace/milannotations"`), or the cache (`milannotations.paths`). `load()` only reads:
 building is an explicit step (`milannotations build` for the real corpus; `milannotations.prepare()`
 or `milannotations synth` for the synthetic one), and a config that is not built is one `MilanError`
 saying how to build it.
+
+A local folder gives `milannotations.table.UnitTable`s (a `UnitTableDict` for `split=None`): the
+first unit is one row-group read away on any cache, cold or warm. `as_dataset=True` (or
+`.to_dataset()` on the result) gives `datasets` objects instead, as `load_dataset` would;
+`streaming=True` gives `datasets.IterableDataset`s; a Hub repo id always goes through `datasets`.
+Nothing heavy is imported here at module level: `import milannotations` imports this module.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import datasets
-import pyarrow as pa
-import pyarrow.parquet as pq
-from datasets.exceptions import DatasetGenerationError
-
 from .errors import MilanError
 from .paths import corpus_dir, default_root  # noqa: F401 - default_root: re-exported for older callers
-from .schema import FEATURES, REAL_CONFIGS, REAL_GROUPINGS
+from .schema import REAL_CONFIGS, REAL_GROUPINGS
 from .synth.catalog import SYNTH_CONFIGS, SYNTH_GROUPINGS, SYNTH_NET_CONFIGS, default_world, is_synth
-from .verify import find_unreadable, verify_config
+from .table import UnitTable, UnitTableDict, concatenate
+from .verify import verified_footers
 
 
 def resolve_configs(name: str) -> tuple[str, ...]:
@@ -70,29 +72,31 @@ def _local_root(name: str, root: str | Path | None) -> Path | None:
 
 
 def _load_one(config: str, folder: Path | None, repo: str | None, split: str | None,
-              streaming: bool):
+              streaming: bool, as_dataset: bool):
     if folder is None:
+        import datasets
+
         return datasets.load_dataset(repo, config, split=split, streaming=streaming)
     data = folder / "data" / config
     if not data.is_dir():
         hint = ("run `milannotations download` then `milannotations build`" if config in REAL_CONFIGS
                 else "run `milannotations synth`")
         raise MilanError(f"config {config!r} is not built under {folder}; {hint}")
-    files = {s: [str(p) for p in paths] for s, paths in verify_config(folder, config).items()}
+    footers = verified_footers(folder, config)
+    if split is not None and split not in footers:
+        raise MilanError(f"config {config!r} has no {split!r} split under {folder}; splits: "
+                         f"{', '.join(footers) or 'none'}")
     if streaming:
-        return _stream(files, split)
-    try:
-        return datasets.load_dataset("parquet", data_files=files, features=FEATURES, split=split)
-    except (DatasetGenerationError, pa.ArrowException) as e:
-        # Footers were fine, so a page inside a file is damaged: name the file instead of two tracebacks.
-        bad = find_unreadable(files.get(split, []) if split else [p for f in files.values() for p in f])
-        if bad is None:
-            raise
-        raise MilanError(f"{bad[0]}: damaged parquet file ({str(bad[1]).splitlines()[0]}); rebuild this config"
-                         ) from e
+        return _stream({s: [str(p) for p, _ in f] for s, f in footers.items()}, split)
+    tables = UnitTableDict({s: UnitTable.from_files(f) for s, f in footers.items()})
+    if split is not None:
+        return tables[split].to_dataset() if as_dataset else tables[split]
+    return tables.to_dataset() if as_dataset else tables
 
 
 def _rows(paths: list[str]):
+    import pyarrow.parquet as pq
+
     for path in paths:
         for batch in pq.ParquetFile(path).iter_batches(batch_size=64, use_threads=False):
             yield from batch.to_pylist()
@@ -109,6 +113,10 @@ def _stream(files: dict[str, list[str]], split: str | None):
     `ParquetFile.iter_batches(use_threads=False)` starts no threads, so nothing is left running.
     Each shard is one unit of work for `datasets`' sharding (`gen_kwargs` lists).
     """
+    import datasets
+
+    from .schema import FEATURES
+
     def one(s: str):
         return datasets.IterableDataset.from_generator(_rows, features=FEATURES, gen_kwargs={"paths": files[s]},
                                                        split=datasets.Split(s))
@@ -120,10 +128,13 @@ def _stream(files: dict[str, list[str]], split: str | None):
 
 
 def load(name: str, split: str | None = None, root: str | Path | None = None, *,
-         streaming: bool = False):
-    """Load a config or grouping; `split=None` gives a DatasetDict of train and test.
+         streaming: bool = False, as_dataset: bool = False):
+    """Load a config or grouping; `split=None` gives both splits (a dict-like of train and test).
 
-    Groupings concatenate their configs in the paper's order.
+    Groupings concatenate their configs in the paper's order. From a local folder the result is a
+    `UnitTable` (a `UnitTableDict` for `split=None`) reading the parquet directly; `as_dataset=True`
+    returns `datasets.Dataset` / `DatasetDict` instead (copied into the `datasets` cache on first
+    use), `streaming=True` `datasets.IterableDataset`s.
     """
     try:
         configs = resolve_configs(name)
@@ -134,9 +145,15 @@ def load(name: str, split: str | None = None, root: str | Path | None = None, *,
         configs = (name,)
     folder = _local_root(name, root)
     repo = None if folder is not None else str(root)
-    parts = [_load_one(c, folder, repo, split, streaming) for c in configs]
+    parts = [_load_one(c, folder, repo, split, streaming, as_dataset) for c in configs]
     if len(parts) == 1:
         return parts[0]
+    if isinstance(parts[0], (UnitTable, UnitTableDict)):
+        if split is not None:
+            return concatenate(parts)
+        return UnitTableDict({s: concatenate([p[s] for p in parts]) for s in parts[0].keys()})
+    import datasets
+
     if split is not None:
         return datasets.concatenate_datasets(parts)
     return datasets.DatasetDict({

@@ -1,30 +1,51 @@
 """The unit record and the catalogue of real configs.
 
-`FEATURES` is the single statement of what a row is: the real corpus, the
-synthetic corpus and a user's own exemplars are all written from it by
-`milannotations.writer`, and the dataset card is generated from it.
+`FEATURES` (a `datasets.Features`, built on first access) is the single statement of what a row is:
+the real corpus, the synthetic corpus and a user's own exemplars are all written from it by
+`milannotations.writer`, and the dataset card is generated from it. `COLUMNS` names its columns
+for readers that do not import `datasets`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from datasets import Features, Image, Sequence, Value
+#: The columns of a unit record, in stored order (readable without importing `datasets`).
+COLUMNS: tuple[str, ...] = ("unit_id", "config", "model", "dataset", "layer", "unit", "images", "masks",
+                            "image_ids", "annotations", "truth")
+#: The columns holding PNG cells (`{"bytes", "path"}` structs).
+IMAGE_COLUMNS: tuple[str, ...] = ("images", "masks")
 
-FEATURES = Features(
-    {
-        "unit_id": Value("string"),
-        "config": Value("string"),
-        "model": Value("string"),
-        "dataset": Value("string"),
-        "layer": Value("string"),
-        "unit": Value("int32"),
-        "images": Sequence(Image()),
-        "masks": Sequence(Image()),
-        "image_ids": Sequence(Value("int64")),
-        "annotations": Sequence(Value("string")),
-        "truth": Value("string"),
-    }
-)
+
+def _features():
+    from datasets import Features, Image, Sequence, Value
+
+    return Features(
+        {
+            "unit_id": Value("string"),
+            "config": Value("string"),
+            "model": Value("string"),
+            "dataset": Value("string"),
+            "layer": Value("string"),
+            "unit": Value("int32"),
+            "images": Sequence(Image()),
+            "masks": Sequence(Image()),
+            "image_ids": Sequence(Value("int64")),
+            "annotations": Sequence(Value("string")),
+            "truth": Value("string"),
+        }
+    )
+
+
+def __getattr__(name: str):
+    """`FEATURES` is built on first use: `datasets` costs ~2 s and ~180 MB to import, and reading,
+    listing configs or parsing a CLI does not need it (PEP 562)."""
+    if name == "FEATURES":
+        features = _features()
+        assert tuple(features) == COLUMNS
+        globals()["FEATURES"] = features
+        return features
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: What each field means; the dataset card prints this table.
 FIELD_DOCS: dict[str, str] = {

@@ -1,7 +1,15 @@
-"""Views of unit records: as `Exemplars` tensors for describers, as a PIL grid for people."""
+"""Views of unit records: as `Exemplars` tensors for describers, as a PIL grid for people.
+
+Decoding is the cost of reading a unit (15 RGB PNGs at 224 px are ~3/4 of it), so `UnitSet` and
+`to_exemplars` decode the masks at once (small, and `k` needs them) and the images only when a
+describer first reads `.images`: a pass over ids, masks or annotations never inflates pixels.
+"""
 from __future__ import annotations
 
 import io
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, Sequence, overload
 
 import numpy as np
@@ -9,56 +17,136 @@ import torch
 from PIL import Image as PILImage
 
 from .contract import AnnotatedExemplars, Exemplars
+from .table import UnitTable
+
+_EXEMPLAR_COLUMNS = ("unit_id", "model", "dataset", "layer", "unit", "images", "masks", "image_ids")
+
+# PIL releases the GIL while it inflates a PNG, so a unit's images decode in parallel threads. The pool
+# starts on first use (importing starts no thread) and is replaced in a forked child, whose copy of
+# the parent's pool has no threads and would never run a task.
+_POOL: ThreadPoolExecutor | None = None
+_POOL_PID = 0
+_POOL_LOCK = threading.Lock()
+_POOL_WORKERS = max(1, min(4, os.cpu_count() or 1))
+
+
+def _pool() -> ThreadPoolExecutor | None:
+    global _POOL, _POOL_PID
+    if _POOL_WORKERS == 1:
+        return None
+    if _POOL is None or _POOL_PID != os.getpid():
+        with _POOL_LOCK:
+            if _POOL is None or _POOL_PID != os.getpid():
+                _POOL, _POOL_PID = ThreadPoolExecutor(_POOL_WORKERS, thread_name_prefix="milan-png"), os.getpid()
+    return _POOL
+
+
+def _image(cell) -> PILImage.Image:
+    if isinstance(cell, PILImage.Image):
+        return cell
+    if isinstance(cell, dict):
+        return PILImage.open(io.BytesIO(cell["bytes"])) if cell.get("bytes") else PILImage.open(cell["path"])
+    raise TypeError(f"cannot decode image cell of type {type(cell).__name__}")
 
 
 def _decode(cell, mode: str) -> np.ndarray:
-    if isinstance(cell, PILImage.Image):
-        img = cell
-    elif isinstance(cell, dict):
-        img = PILImage.open(io.BytesIO(cell["bytes"])) if cell.get("bytes") else PILImage.open(cell["path"])
-    else:
-        raise TypeError(f"cannot decode image cell of type {type(cell).__name__}")
-    return np.asarray(img.convert(mode))
+    img = _image(cell)
+    return np.asarray(img if img.mode == mode else img.convert(mode))
+
+
+def _rgb_chw(cell) -> np.ndarray:
+    return _decode(cell, "RGB").transpose(2, 0, 1)
+
+
+def decode_masks(cells: Sequence) -> torch.Tensor:
+    """k x 1 x H x W bool from PNG mask cells (255 = active), into one preallocated array."""
+    if not cells:
+        return torch.zeros(0, 1, 0, 0, dtype=torch.bool)
+    first = _decode(cells[0], "L")
+    out = np.empty((len(cells), 1, *first.shape), dtype=bool)
+    np.greater(first, 127, out=out[0, 0])
+    for j in range(1, len(cells)):
+        np.greater(_decode(cells[j], "L"), 127, out=out[j, 0])
+    return torch.from_numpy(out)
+
+
+def decode_images(cells: Sequence, hw: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """k x 3 x H x W uint8 (contiguous) from PNG image cells; `hw` sizes the empty result."""
+    if not cells:
+        return torch.zeros(0, 3, *hw, dtype=torch.uint8)
+    pool = _pool() if len(cells) > 1 else None
+    decoded = pool.map(_rgb_chw, cells) if pool is not None else map(_rgb_chw, cells)
+    first = next(decoded)
+    out = np.empty((len(cells), *first.shape), dtype=np.uint8)
+    out[0] = first
+    for j, arr in enumerate(decoded, start=1):
+        out[j] = arr
+    return torch.from_numpy(out)
+
+
+class _LazyImages:
+    """`images` decoded from the unit's PNG cells on first access, then kept (the dataclass field)."""
+
+    def __getattr__(self, name: str):
+        if name != "images":
+            raise AttributeError(name)
+        state = self.__dict__
+        if "_image_cells" not in state:
+            raise AttributeError(name)
+        images = decode_images(state["_image_cells"], tuple(state["masks"].shape[-2:]))
+        object.__setattr__(self, "images", images)  # frozen dataclass: set as its own __init__ does
+        state.pop("_image_cells", None)
+        return images
+
+
+class LazyExemplars(_LazyImages, Exemplars):
+    """An `Exemplars` whose images are decoded when first read."""
+
+
+class LazyAnnotatedExemplars(_LazyImages, AnnotatedExemplars):
+    """An `AnnotatedExemplars` whose images are decoded when first read."""
 
 
 def to_exemplars(row: dict, *, annotated: bool = False) -> Exemplars:
     """A unit record (decoded or raw image cells) as uint8 images and bool masks.
 
     With `annotated=True` the result carries the descriptions (training units
-    only); `truth` is never carried.
+    only); `truth` is never carried. Masks are decoded now, images on first access of `.images`.
     """
-    masks = [_decode(c, "L") for c in row["masks"]]
-    m = torch.from_numpy(np.stack(masks)[:, None] > 127) if masks else torch.zeros(0, 1, 0, 0, dtype=torch.bool)
-    if row["images"]:
-        imgs = torch.from_numpy(np.stack([_decode(c, "RGB") for c in row["images"]]).transpose(0, 3, 1, 2).copy())
-    else:
-        h, w = m.shape[-2:]
-        imgs = torch.zeros(0, 3, h, w, dtype=torch.uint8)
     fields = dict(unit_id=row["unit_id"], model=row["model"], dataset=row["dataset"],
-                  layer=str(row["layer"]), unit=int(row["unit"]), images=imgs, masks=m,
+                  layer=str(row["layer"]), unit=int(row["unit"]), masks=decode_masks(row["masks"]),
                   image_ids=tuple(int(i) for i in row.get("image_ids") or ()))
     if annotated:
-        return AnnotatedExemplars(**fields, annotations=tuple(row.get("annotations") or ()))
-    return Exemplars(**fields)
+        fields["annotations"] = tuple(row.get("annotations") or ())
+    unit = (LazyAnnotatedExemplars if annotated else LazyExemplars).__new__(
+        LazyAnnotatedExemplars if annotated else LazyExemplars)
+    for k, v in fields.items():
+        object.__setattr__(unit, k, v)
+    object.__setattr__(unit, "_image_cells", list(row["images"] or ()))
+    return unit
 
 
 class UnitSet(Sequence[Exemplars]):
-    """A lazy sequence of units over a `datasets.Dataset`; images are decoded on access.
+    """A lazy sequence of units over a `UnitTable` (what `load()` gives) or a `datasets.Dataset`.
 
     `annotated=True` yields `AnnotatedExemplars` (for `Describer.fit`),
     otherwise plain `Exemplars` (for `Describer.describe`). `annotations()`
-    and `unit_ids` read text columns only, without touching pixels.
+    and `unit_ids` read text columns only, without touching pixels; a unit's
+    images are decoded when a describer first reads them.
     """
 
     def __init__(self, dataset, *, annotated: bool = False) -> None:
-        from datasets import Image, Sequence as HFSequence
-
         ds = dataset
-        for col in ("images", "masks"):
-            if col in ds.column_names:
-                ds = ds.cast_column(col, HFSequence(Image(decode=False)))
+        if not isinstance(ds, UnitTable):
+            from datasets import Image, Sequence as HFSequence
+
+            for col in ("images", "masks"):
+                if col in ds.column_names:
+                    ds = ds.cast_column(col, HFSequence(Image(decode=False)))
         self._ds = ds.remove_columns([c for c in ("truth",) if c in ds.column_names]) if not annotated else ds
         self.annotated = annotated
+        self._read = tuple(c for c in (*_EXEMPLAR_COLUMNS, *(("annotations",) if annotated else ()))
+                           if c in self._ds.column_names)
 
     def __len__(self) -> int:
         return len(self._ds)
@@ -73,10 +161,13 @@ class UnitSet(Sequence[Exemplars]):
             return [self[j] for j in range(*i.indices(len(self)))]
         if i < 0:
             i += len(self)
+        if isinstance(self._ds, UnitTable):
+            return to_exemplars(self._ds.raw_row(int(i), self._read), annotated=self.annotated)
         return to_exemplars(self._ds[int(i)], annotated=self.annotated)
 
     def __iter__(self) -> Iterator[Exemplars]:
-        for row in self._ds:
+        rows = self._ds.iter_raw(self._read) if isinstance(self._ds, UnitTable) else self._ds
+        for row in rows:
             yield to_exemplars(row, annotated=self.annotated)
 
     @property

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING
 
 from .errors import MilanError
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
+
+# pyarrow is imported inside the functions: `import milannotations` reaches this module through
+# `load`, and pyarrow.parquet alone costs ~0.4 s to import.
 
 SPLITS = ("train", "test")
 
@@ -26,9 +30,13 @@ def split_files(folder: Path, config: str) -> dict[str, list[Path]]:
     return {s: f for s, f in files.items() if f}
 
 
-def _rows(path: Path) -> int:
+def footer(path: Path) -> pq.FileMetaData:
+    """The parquet footer of `path` (row groups, row counts, schema), or a one-line MilanError naming it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
-        return pq.ParquetFile(path).metadata.num_rows
+        return pq.read_metadata(path)
     except (pa.ArrowException, OSError) as e:
         raise MilanError(f"{path}: not a readable parquet file ({str(e).splitlines()[0]}); "
                          "rebuild this config") from None
@@ -39,9 +47,15 @@ def verify_config(folder: Path, config: str) -> dict[str, list[Path]]:
 
     Raises a one-line MilanError naming the first bad file.
     """
+    return {s: [p for p, _ in shards] for s, shards in verified_footers(folder, config).items()}
+
+
+def verified_footers(folder: Path, config: str) -> dict[str, list[tuple[Path, pq.FileMetaData]]]:
+    """`verify_config` with each shard's footer, so a reader opens every footer once."""
     folder = Path(folder)
-    files = split_files(folder, config)
-    counts = {s: sum(_rows(p) for p in paths) for s, paths in files.items()}
+    footers = {s: [(p, footer(p)) for p in paths] for s, paths in split_files(folder, config).items()}
+    files = {s: [p for p, _ in shards] for s, shards in footers.items()}
+    counts = {s: sum(md.num_rows for _, md in shards) for s, shards in footers.items()}
     meta_path = folder / "meta" / f"{config}.json"
     if meta_path.is_file():
         try:
@@ -53,11 +67,14 @@ def verify_config(folder: Path, config: str) -> dict[str, list[Path]]:
                 where = ", ".join(str(p) for p in files.get(s, [])) or f"{folder / 'data' / config}/{s}-*.parquet"
                 raise MilanError(f"{where}: {counts.get(s, 0)} {s} units, but {meta_path} records "
                                  f"{expected[s]}; rebuild this config")
-    return files
+    return footers
 
 
 def find_unreadable(paths) -> tuple[Path, Exception] | None:
     """The first of `paths` that cannot be decoded in full, with the error, or None (used after a read failed)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     for p in paths:
         try:
             pf = pq.ParquetFile(p)
