@@ -38,6 +38,18 @@ class Exemplars:
     def config(self) -> str:
         return self.unit_id.split("/", 1)[0]
 
+    def __getattr__(self, name: str):
+        # Only reached when `images` was left out at construction: `milannotations.units` builds units
+        # whose images are decoded on first read (a picklable loader in `_images_from`), so a pass that
+        # never looks at pixels never inflates them. Constructed normally, a unit never gets here.
+        state = self.__dict__
+        if name == "images" and "_images_from" in state:
+            images = state["_images_from"]()
+            object.__setattr__(self, "images", images)  # frozen: set as the dataclass __init__ does
+            state.pop("_images_from", None)
+            return images
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     @property
     def k(self) -> int:
         return int(self.masks.shape[0])

@@ -6,6 +6,7 @@ describer first reads `.images`: a pass over ids, masks or annotations never inf
 """
 from __future__ import annotations
 
+import functools
 import io
 import os
 import threading
@@ -84,29 +85,6 @@ def decode_images(cells: Sequence, hw: tuple[int, int] = (0, 0)) -> torch.Tensor
     return torch.from_numpy(out)
 
 
-class _LazyImages:
-    """`images` decoded from the unit's PNG cells on first access, then kept (the dataclass field)."""
-
-    def __getattr__(self, name: str):
-        if name != "images":
-            raise AttributeError(name)
-        state = self.__dict__
-        if "_image_cells" not in state:
-            raise AttributeError(name)
-        images = decode_images(state["_image_cells"], tuple(state["masks"].shape[-2:]))
-        object.__setattr__(self, "images", images)  # frozen dataclass: set as its own __init__ does
-        state.pop("_image_cells", None)
-        return images
-
-
-class LazyExemplars(_LazyImages, Exemplars):
-    """An `Exemplars` whose images are decoded when first read."""
-
-
-class LazyAnnotatedExemplars(_LazyImages, AnnotatedExemplars):
-    """An `AnnotatedExemplars` whose images are decoded when first read."""
-
-
 def to_exemplars(row: dict, *, annotated: bool = False) -> Exemplars:
     """A unit record (decoded or raw image cells) as uint8 images and bool masks.
 
@@ -118,11 +96,13 @@ def to_exemplars(row: dict, *, annotated: bool = False) -> Exemplars:
                   image_ids=tuple(int(i) for i in row.get("image_ids") or ()))
     if annotated:
         fields["annotations"] = tuple(row.get("annotations") or ())
-    unit = (LazyAnnotatedExemplars if annotated else LazyExemplars).__new__(
-        LazyAnnotatedExemplars if annotated else LazyExemplars)
+    cls = AnnotatedExemplars if annotated else Exemplars
+    unit = cls.__new__(cls)  # every field but `images`, set as the frozen dataclass's __init__ sets them
     for k, v in fields.items():
         object.__setattr__(unit, k, v)
-    object.__setattr__(unit, "_image_cells", list(row["images"] or ()))
+    # `Exemplars.__getattr__` decodes on first read of `.images`; a partial of a module function pickles
+    object.__setattr__(unit, "_images_from",
+                       functools.partial(decode_images, list(row["images"] or ()), tuple(fields["masks"].shape[-2:])))
     return unit
 
 

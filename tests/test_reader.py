@@ -106,7 +106,7 @@ def test_images_are_decoded_only_when_read(corpus):
     images = u.images
     assert "images" in vars(u) and u.images is images and images.is_contiguous()
     assert np.array_equal(again.images.numpy(), images.numpy())
-    assert isinstance(u, mn.Exemplars) and isinstance(UnitSet(units.dataset, annotated=True)[0], mn.AnnotatedExemplars)
+    assert type(u) is mn.Exemplars and type(UnitSet(units.dataset, annotated=True)[0]) is mn.AnnotatedExemplars
 
 
 def _decode_in_child(conn, cells) -> None:
