@@ -146,39 +146,94 @@ def read_corpus_units(folder: str | Path) -> list[ReportUnit]:
 
 
 def iter_exemplar_pixels(folder: str | Path, wanted: set[str], batch_rows: int = 16
-                         ) -> Iterator[tuple[str, list[bytes], list[bytes]]]:
-    """(unit_id, PNG bytes of its images, of its masks) of the `wanted` units, reading a few rows at a time
-    (a corpus of thousands of units is never held in memory at once)."""
+                         ) -> Iterator[tuple[str, str, list[int], list[bytes], list[bytes]]]:
+    """(unit_id, config, image ids, PNG bytes of its images, of its masks) of the `wanted` units, reading a
+    few rows at a time (a corpus of thousands of units is never held in memory at once)."""
     import pyarrow.parquet as pq
 
     folder = Path(folder)
     for config in corpus_configs(folder):
         for path in _parquet_files(folder, config):
             pf = pq.ParquetFile(path)
-            for batch in pf.iter_batches(batch_size=batch_rows, columns=["unit_id", "images", "masks"]):
+            columns = ["unit_id", "images", "masks"] + (["image_ids"] if "image_ids" in pf.schema_arrow.names else [])
+            for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
                 ids = batch.column(0).to_pylist()
                 if not wanted.intersection(ids):
                     continue
                 images = batch.column(1).to_pylist()
                 masks = batch.column(2).to_pylist()
-                for uid, ims, ms in zip(ids, images, masks):
+                image_ids = batch.column(3).to_pylist() if len(columns) == 4 else [None] * len(ids)
+                for uid, ims, ms, iids in zip(ids, images, masks, image_ids):
                     if uid in wanted:
-                        yield uid, [c["bytes"] for c in ims or [] if c and c.get("bytes")], \
+                        ims = [c["bytes"] for c in ims or [] if c and c.get("bytes")]
+                        iids = list(iids or [])
+                        yield uid, config, iids if len(iids) == len(ims) else [], ims, \
                             [c["bytes"] for c in ms or [] if c and c.get("bytes")]
 
 
 # --------------------------------------------------------------------------- thumbnails
 
+class TileCache:
+    """Resized exemplar images by (config, image id), shared by the threads that make contact sheets.
+
+    The same image is a top image of many units (it is stored once per unit in the corpus), and
+    decoding its PNG is most of the cost of a thumbnail; the resized tile (tile x tile x 3 bytes)
+    is what is kept, least recently used first out. A race makes a tile twice, never a wrong one.
+    """
+
+    def __init__(self, capacity: int = 8192) -> None:
+        import threading
+        from collections import OrderedDict
+
+        self.capacity = capacity
+        self._tiles: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key):
+        with self._lock:
+            tile = self._tiles.get(key)
+            if tile is not None:
+                self._tiles.move_to_end(key)
+                self.hits += 1
+            else:
+                self.misses += 1
+            return tile
+
+    def put(self, key, tile) -> None:
+        with self._lock:
+            self._tiles[key] = tile
+            if len(self._tiles) > self.capacity:
+                self._tiles.popitem(last=False)
+
+
+def _tile(data: bytes, tile: int, mode: str):
+    """One PNG decoded and shrunk to tile x tile: `reduce` (a cheap box filter) by the whole factor, then a
+    bilinear resize for the rest."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        im = im.convert(mode)
+    factor = min(im.size) // tile
+    if factor >= 2:
+        im = im.reduce(factor)
+    if im.size != (tile, tile):
+        im = im.resize((tile, tile), Image.BILINEAR)
+    return im
+
+
 def contact_sheet(images: Sequence[bytes], masks: Sequence[bytes], tile: int = 64, columns: int = SHEET_COLUMNS,
-                  dim: float = DIM, quality: int = 82) -> tuple[bytes, tuple[int, int]]:
+                  dim: float = DIM, quality: int = 82, *, keys: Sequence | None = None,
+                  cache: TileCache | None = None) -> tuple[bytes, tuple[int, int]]:
     """JPEG bytes and (width, height) of one unit's exemplars as a grid of `tile`-pixel squares.
 
     Each image is shown as it is where the unit's mask is on and at `dim` brightness elsewhere (the
-    mask is resized smoothly, so its edge is soft), the way the paper's figures show exemplars.
-    Missing masks leave an image undimmed. Pixels are decoded and resized with PIL, whose codecs
-    release the GIL, so a thread pool makes many sheets at once.
+    mask is shrunk smoothly, so its edge is soft), the way the paper's figures show exemplars.
+    Missing masks leave an image undimmed. `keys` (one per image, e.g. (config, image id)) and
+    `cache` reuse the tiles of images already seen. PIL's codecs release the GIL, so a thread pool
+    makes many sheets at once.
     """
-    import numpy as np
     from PIL import Image
 
     n = len(images)
@@ -186,43 +241,45 @@ def contact_sheet(images: Sequence[bytes], masks: Sequence[bytes], tile: int = 6
         raise ValueError("no images")
     cols = min(columns, n)
     rows = -(-n // cols)
-    sheet = np.full((rows * tile, cols * tile, 3), 24, dtype=np.uint8)
+    sheet = Image.new("RGB", (cols * tile, rows * tile), (24, 24, 24))
+    keep = int(round(dim * 255))
     for i, data in enumerate(images):
-        with Image.open(io.BytesIO(data)) as im:
-            img = im.convert("RGB")
-            if img.size != (tile, tile):
-                img = img.resize((tile, tile), Image.BILINEAR, reducing_gap=2.0)
-        arr = np.asarray(img, dtype=np.float32)
+        key = keys[i] if keys is not None and cache is not None else None
+        img = cache.get(key) if key is not None else None
+        if img is None:
+            img = _tile(data, tile, "RGB")
+            if key is not None:
+                cache.put(key, img)
         if i < len(masks):
-            with Image.open(io.BytesIO(masks[i])) as mm:
-                m = mm.convert("L")
-                if m.size != (tile, tile):
-                    m = m.resize((tile, tile), Image.BILINEAR)
-            alpha = np.asarray(m, dtype=np.float32)[..., None] / 255.0
-            arr = arr * (dim + (1.0 - dim) * alpha)
+            # brightness keep/255 outside the mask, 1 inside: the mask's levels mapped to [keep, 255]
+            alpha = _tile(masks[i], tile, "L").point(lambda v: keep + (255 - keep) * v // 255)
+            img = Image.composite(img, Image.new("RGB", img.size, (0, 0, 0)), alpha)
         r, c = divmod(i, cols)
-        sheet[r * tile:(r + 1) * tile, c * tile:(c + 1) * tile] = arr.clip(0, 255).astype(np.uint8)
+        sheet.paste(img, (c * tile, r * tile))
     buf = io.BytesIO()
-    Image.fromarray(sheet).save(buf, format="JPEG", quality=quality, optimize=False)
+    sheet.save(buf, format="JPEG", quality=quality)
     return buf.getvalue(), (cols * tile, rows * tile)
 
 
-def _write_sheet(path: Path, images: list[bytes], masks: list[bytes], tile: int, max_images: int | None
-                 ) -> tuple[tuple[int, int], int]:
+def _write_sheet(path: Path, images: list[bytes], masks: list[bytes], keys: list | None, cache: TileCache,
+                 tile: int, max_images: int | None) -> tuple[tuple[int, int], int]:
     if max_images is not None:
         images, masks = images[:max_images], masks[:max_images]
-    data, size = contact_sheet(images, masks, tile=tile)
+        keys = keys[:max_images] if keys is not None else None
+    data, size = contact_sheet(images, masks, tile=tile, keys=keys, cache=cache)
     path.write_bytes(data)
     return size, len(images)
 
 
 def write_thumbnails(corpus: Path, units: list[ReportUnit], folder: Path, *, tile: int = 64,
-                     max_images: int | None = None, workers: int | None = None, progress: bool = False) -> int:
+                     max_images: int | None = None, workers: int | None = None, progress: bool = False,
+                     cache: TileCache | None = None) -> int:
     """Write the contact sheet of every unit that has exemplars into `folder` (`<position>.jpg`), in a thread
     pool; sets each unit's `thumb`, `size` and `exemplars`. Returns the number written."""
     index = {u.unit_id: i for i, u in enumerate(units)}
     folder.mkdir(parents=True, exist_ok=True)
     workers = workers or min(8, os.cpu_count() or 1)
+    cache = cache if cache is not None else TileCache()
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -245,11 +302,13 @@ def write_thumbnails(corpus: Path, units: list[ReportUnit], folder: Path, *, til
                 bar.update(1)
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="milan-thumbs") as pool:
-        for uid, images, masks in iter_exemplar_pixels(corpus, set(index)):
+        for uid, config, image_ids, images, masks in iter_exemplar_pixels(corpus, set(index)):
             if not images:
                 continue
             i = index[uid]
-            pending[pool.submit(_write_sheet, folder / f"{i}.jpg", images, masks, tile, max_images)] = i
+            keys = [(config, int(j)) for j in image_ids] if image_ids and min(image_ids) >= 0 else None
+            pending[pool.submit(_write_sheet, folder / f"{i}.jpg", images, masks, keys, cache, tile,
+                                max_images)] = i
             if len(pending) >= 4 * workers:  # bounded: pixels of at most a few dozen units in memory
                 collect(block=False)
                 while len(pending) >= 4 * workers:
