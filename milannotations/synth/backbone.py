@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import MilanError
-from ..training import cached_model, deterministic_training
+from ..training import cache_paths, cached_model, deterministic_training
 from ..weights import ModelSpec
 from .scenes import CONCEPT_NAMES, DOMAINS, IMAGE_SIZE, render_scene
 
@@ -235,6 +235,11 @@ def world_fingerprint(seed: int = 0, per_domain: int = 2) -> str:
 def _key_parts(seed: int, steps: int, train_scenes: int) -> list[str]:
     parts = [f"v{BACKBONE_VERSION}", f"seed{seed}", f"steps{steps}", f"world{world_fingerprint(seed)}"]
     return parts + ([f"scenes{train_scenes}"] if train_scenes != TRAIN_SCENES else [])
+
+
+def _paths(cache_dir: Path, seed: int, steps: int, train_scenes: int) -> tuple[Path, Path]:
+    """(weights, spec) files of the backbone cached for these settings."""
+    return cache_paths(NAME, _key_parts(seed, steps, train_scenes), cache_dir)
 
 
 def load_synth_backbone(device: str | torch.device = "cpu", cache_dir: str | Path | None = None,
