@@ -38,7 +38,7 @@ from .weights import dumps_info, load_state_dict, read_metadata, save_state_dict
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from torch import nn
 
-#: Threads for training: one gives the same reduction order on any machine and is the fastest on a busy one.
+#: Threads for training: one fixes the reduction order whatever the machine's cores, and is the fastest on a busy one.
 TRAIN_THREADS = 1
 _PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._]*$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -54,7 +54,8 @@ def deterministic_training(seed: int | None = None, *, threads: int | None = TRA
     where initialised), so a model trained in the middle of a run leaves the
     run's random numbers as they were. The thread count is set exactly, not
     capped at the machine's cores: intra-op work is split by the count, so
-    the same count gives the same bits anywhere. `threads=None` leaves it alone.
+    the same count gives the same bits whatever the core count (kernels that
+    differ between CPU kinds may still differ). `threads=None` leaves it alone.
     """
     import torch
 
