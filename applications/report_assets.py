@@ -32,6 +32,7 @@ section.layer > h2 small { color: var(--muted); font-weight: normal; font-family
 .card .desc.none { color: var(--muted); font-style: italic; }
 .card .meta { margin: 0; color: var(--muted); font: 12px ui-monospace, monospace; overflow-wrap: anywhere; }
 #more { display: block; margin: 0 auto 32px; padding: 6px 18px; font: inherit; }
+#more[hidden] { display: none; }
 .empty { color: var(--muted); padding: 24px 0; }
 """
 
@@ -148,11 +149,14 @@ JS = r"""
   }
 
   function refresh() {
-    var terms = state.q.toLowerCase().split(/\s+/).filter(Boolean);
+    // every term must start a word ("dog" finds "dogs" and "dog-like", not "hotdog"; "red" not "checkered")
+    var terms = state.q.toLowerCase().split(/\s+/).filter(Boolean).map(function (t) {
+      return new RegExp("(?:^|[^\\p{L}\\p{N}])" + t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"), "u");
+    });
     var order = ORDER[state.sort];
     list = units.filter(function (u) {
       if (state.layer && u.layer !== state.layer) return false;
-      for (var i = 0; i < terms.length; i++) if (u.hay.indexOf(terms[i]) < 0) return false;
+      for (var i = 0; i < terms.length; i++) if (!terms[i].test(u.hay)) return false;
       return true;
     });
     list.sort(function (a, b) { return cmp(layerRank[a.layer], layerRank[b.layer]) || order(a, b); });

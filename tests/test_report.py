@@ -89,6 +89,7 @@ def test_escaped_descriptions_stay_text_in_the_browser(tmp_path):
     assert '<p class="desc">&lt;script&gt;alert(1)&lt;/script&gt; and &lt;/script&gt;&lt;!-- &lt;b&gt;bold&lt;/b&gt; ' \
            '&amp; more</p>' in dom
     assert _cards(dom) == ["m/l/0", "m/l/1"]
+    assert re.search(r'<button type="button" id="more" hidden="[^"]*">', dom)  # nothing more to show
 
 
 # --------------------------------------------------------------------------- the page
@@ -114,6 +115,9 @@ def test_cards_are_drawn_a_page_at_a_time_and_filters_come_from_the_url(tmp_path
     assert za[:3] == ["m/layer1/97", "m/layer1/94", "m/layer1/91"] and len(za) == 50
     none = _dump_dom(url + "#q=zebra", tmp_path / "p6")
     assert _cards(none) == [] and "No unit matches." in none
+    # a term matches where a word starts: "tex" finds "text", "ext" does not
+    assert re.search(r'data-matches="100"', _dump_dom(url + "#q=tex", tmp_path / "p7"))
+    assert re.search(r'data-matches="0"', _dump_dom(url + "#q=ext", tmp_path / "p8"))
 
 
 def test_contact_sheet_dims_outside_the_mask():
