@@ -464,3 +464,70 @@ def test_same_seed_same_descriptions_whatever_the_cache_state_and_threads(tmp_pa
         assert warm.describe(units) == reference
     finally:
         torch.set_num_threads(threads)
+
+
+# ------------------------------------------------------------------------ training side by side
+
+def _tiny_training():
+    from baselines.milan.train import TrainConfig
+
+    gen = torch.Generator().manual_seed(5)
+    words = ("red", "blue", "sky", "car", "the", "and", "big")
+    anns = [[" ".join(words[int(j)] for j in torch.randint(0, len(words), (int(n),), generator=gen))
+             for n in torch.randint(1, 5, (3,), generator=gen)] for _ in range(12)]
+    vocab = build_vocab(a for x in anns for a in x)
+    feats = torch.randn(12, 3, 10, generator=gen)
+    dcfg = DecoderConfig(vocab_size=len(vocab), feature_size=10, embedding_size=8, hidden_size=16)
+    lcfg = LMConfig(vocab_size=len(vocab), embedding_size=8, hidden_size=16)
+    config = TrainConfig(max_epochs=3, lm_max_epochs=3, batch_size=8, lm_batch_size=8, seed=2)
+    return anns, feats, [f"u{i}" for i in range(12)], vocab, lcfg, dcfg, config
+
+
+def test_parallel_fit_is_the_sequential_fit():
+    """The LM trained in a forked process next to the decoder gives bitwise the weights and history of
+    the old order (LM, then decoder, in this process), and the global RNG is left as it was."""
+    from baselines.milan.train import History, fit_both
+
+    anns, feats, ids, vocab, lcfg, dcfg, config = _tiny_training()
+    runs = []
+    for parallel in (False, True):
+        history, lines = History(), []
+        state = torch.random.get_rng_state()
+        with torch.random.fork_rng(devices=[]):
+            lm, decoder = fit_both(anns, feats, ids, vocab, lcfg, dcfg, config, history, progress=False,
+                                   parallel=parallel, announce=lines.append)
+        assert torch.equal(torch.random.get_rng_state(), state)
+        weights = {**{f"lm.{k}": v for k, v in lm.state_dict().items()},
+                   **{f"decoder.{k}": v for k, v in decoder.state_dict().items()}}
+        runs.append((weights, history, lines))
+        assert not lm.training and not decoder.training
+    (seq, h_seq, l_seq), (par, h_par, l_par) = runs
+    assert seq.keys() == par.keys() and all(torch.equal(seq[k], par[k]) for k in seq)
+    assert (h_seq.lm_epochs, h_seq.lm_val_loss, h_seq.val_bleu, h_seq.train_loss, h_seq.best_epoch) == \
+           (h_par.lm_epochs, h_par.lm_val_loss, h_par.val_bleu, h_par.train_loss, h_par.best_epoch)
+    assert h_par.lm_epochs == 3 and len(h_par.lm_epoch_s) == 3  # the child's history came back
+    assert len(l_seq) == len(l_par) == 1 and "LM alongside" in l_par[0] and "after the LM" in l_seq[0]
+    assert torch.get_num_threads() == 1  # the module's setting, restored after the decoder's epochs
+
+
+def test_parallel_fit_reports_the_lm_process_failure(monkeypatch):
+    from baselines.milan import train
+
+    def broken(*_a, **_k):
+        raise ValueError("no LM today")
+
+    monkeypatch.setattr(train, "fit_lm", broken)  # inherited by the forked child
+    anns, feats, ids, vocab, lcfg, dcfg, config = _tiny_training()
+    with pytest.raises(RuntimeError, match="training the LM failed: ValueError: no LM today"):
+        train.fit_both(anns, feats, ids, vocab, lcfg, dcfg, config, train.History(), progress=False, parallel=True)
+
+
+def test_training_estimate_line():
+    from baselines.milan.train import History, TrainConfig, estimate_line
+
+    history = History(epoch_s=[2.0], lm_epoch_s=[1.0, 1.5])
+    line = estimate_line(history, TrainConfig(max_epochs=100, patience=10), 450, side_by_side=False)
+    assert line == ("milan: training on 450 units, decoder 2.0 s/epoch (after the LM (2 s)): about 46 s in all "
+                    "(23 epochs; early stopping ends it after 11-100 epochs: 22-200 s)")
+    short = estimate_line(history, TrainConfig(max_epochs=5, patience=10), 450, side_by_side=True)
+    assert "LM alongside" in short and "about 10 s" in short and "after 5-5 epochs" in short

@@ -15,6 +15,7 @@ describes without training, and `fit` keeps the checkpoint unless
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -32,7 +33,7 @@ from .encoder import PyramidEncoder, stack_features
 from .lm import LMConfig
 from .model import MilanModel
 from .selection import PAPER_BEAM, PAPER_LAM, Selection, select_decoding
-from .train import History, TrainConfig, fit_decoder, fit_lm, validation_units
+from .train import History, TrainConfig, fit_both, validation_units
 from .vocab import build_vocab
 
 VERSION = "2"  # 2: beam and λ chosen on validation units; the original's after-<stop> LM term
@@ -44,6 +45,13 @@ def _default_cache() -> Path:
     from milannotations.paths import default_root
 
     return default_root() / "features" / "milan"
+
+
+def _announce(line: str) -> None:
+    """A line for the person waiting (stderr, between progress bars)."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(line, file=sys.stderr)
 
 
 class _Sized:
@@ -215,10 +223,9 @@ class MilanDescriber:
         else:
             history = History()
             with torch.random.fork_rng(devices=[]):
-                lm = fit_lm(annotations, vocab, lcfg, dcfg.length, self.train_config, history, self.progress,
-                            self.device)
-                decoder = fit_decoder(features, annotations, unit_ids, vocab, dcfg,
-                                      self.train_config, history, self.progress, self.device)
+                lm, decoder = fit_both(annotations, features, unit_ids, vocab, lcfg, dcfg, self.train_config,
+                                       history, self.progress, self.device,
+                                       announce=_announce if self.progress else None)
             self.model = MilanModel(vocab, decoder, lm, enc.backbone.name, enc.backbone.signature, trained_on,
                                     {"train": self.train_config.to_dict(), "history": history.to_dict()})
             if cached is not None:

@@ -12,7 +12,7 @@ import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -57,6 +57,7 @@ class History:
     epoch_s: list[float] = field(default_factory=list)
     lm_epochs: int = 0
     lm_val_loss: list[float] = field(default_factory=list)
+    lm_epoch_s: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -91,8 +92,13 @@ def validation_units(unit_ids: Sequence[str], config: TrainConfig) -> list[int]:
 
 def fit_decoder(features: torch.Tensor, annotations: Sequence[Sequence[str]], unit_ids: Sequence[str],
                 vocab: Vocab, decoder_config: DecoderConfig, config: TrainConfig, history: History,
-                progress: bool = True, device: str = "cpu") -> ShowAttendTell:
-    """Train a decoder on (N, k, D) features and each unit's descriptions; returns the best one."""
+                progress: bool = True, device: str = "cpu",
+                on_epoch: Callable[[int], None] | None = None) -> ShowAttendTell:
+    """Train a decoder on (N, k, D) features and each unit's descriptions; returns the best one.
+
+    `on_epoch(epoch)` is called before each epoch (`fit_both` uses it to give the decoder both cores
+    back once the LM's process has finished); it must not touch the decoder or the RNG.
+    """
     torch.manual_seed(config.seed)
     decoder = ShowAttendTell(decoder_config).to(device)
     features = features.to(device)
@@ -108,6 +114,8 @@ def fit_decoder(features: torch.Tensor, annotations: Sequence[Sequence[str]], un
     best_state, best_bleu, since_best = copy.deepcopy(decoder.state_dict()), -math.inf, 0
     bar = tqdm(range(config.max_epochs), desc="milan: train decoder", disable=not progress, leave=False)
     for epoch in bar:
+        if on_epoch is not None:
+            on_epoch(epoch)
         t0 = time.perf_counter()
         decoder.train()
         order = torch.randperm(len(pairs), generator=gen).tolist()
@@ -167,6 +175,7 @@ def fit_lm(annotations: Sequence[Sequence[str]], vocab: Vocab, lm_config: LMConf
     best_state, best_loss, since_best = copy.deepcopy(lm.state_dict()), math.inf, 0
     bar = tqdm(range(config.lm_max_epochs), desc="milan: train LM", disable=not progress, leave=False)
     for epoch in bar:
+        t0 = time.perf_counter()
         lm.train()
         order = torch.randperm(len(train), generator=gen).tolist()
         for b in range(0, len(order), config.lm_batch_size):
@@ -176,12 +185,14 @@ def fit_lm(annotations: Sequence[Sequence[str]], vocab: Vocab, lm_config: LMConf
             optimizer.step()
         history.lm_epochs = epoch + 1
         if not val:
+            history.lm_epoch_s.append(time.perf_counter() - t0)
             continue
         lm.eval()
         with torch.no_grad():
             val_loss = sum(float(loss_of(val[b: b + config.lm_batch_size])) * len(val[b: b + config.lm_batch_size])
                            for b in range(0, len(val), config.lm_batch_size)) / len(val)
         history.lm_val_loss.append(val_loss)
+        history.lm_epoch_s.append(time.perf_counter() - t0)
         bar.set_postfix(val_loss=f"{val_loss:.3f}")
         if val_loss < best_loss:
             best_loss, since_best = val_loss, 0
@@ -194,3 +205,147 @@ def fit_lm(annotations: Sequence[Sequence[str]], vocab: Vocab, lm_config: LMConf
         lm.load_state_dict(best_state)
     lm.eval()
     return lm
+
+
+#: A typical best decoder epoch on the synthetic corpus, only for the printed estimate: `make demo`'s
+#: four trainings (patience 10) had best epochs 3, 13, 14 and 19 and stopped after 14-30 epochs; the
+#: board's 20 trainings, best epochs 2-39 (docs/milan.md).
+TYPICAL_BEST_EPOCH = 12
+
+
+def estimate_line(history: History, config: TrainConfig, n_units: int, side_by_side: bool) -> str:
+    """One line saying how long this training will take, from the first decoder epoch (and LM epochs
+    already run, when the LM trained first): typical = patience + 1 + TYPICAL_BEST_EPOCH epochs,
+    shortest = patience + 1, longest = max_epochs. Side by side, the LM runs during the decoder's
+    epochs, so the decoder's time is the estimate."""
+    per = history.epoch_s[0]
+    typical = min(config.max_epochs, config.patience + 1 + TYPICAL_BEST_EPOCH)
+    low, high = min(config.max_epochs, config.patience + 1), config.max_epochs
+    done = sum(history.lm_epoch_s)
+    how = "LM alongside in a second process" if side_by_side else f"after the LM ({done:.0f} s)"
+    return (f"milan: training on {n_units} units, decoder {per:.1f} s/epoch ({how}): about {per * typical:.0f} s "
+            f"in all ({typical} epochs; early stopping ends it after {low}-{high} epochs: "
+            f"{per * low:.0f}-{per * high:.0f} s)")
+
+
+# --- the LM and the decoder side by side ----------------------------------------------------------
+
+def _lm_process(conn, annotations, vocab, lm_config, length, config) -> None:
+    """The forked child of `fit_both`: train the LM on one thread, send its weights and history back.
+
+    The weights travel as safetensors bytes and the history as JSON, so nothing is unpickled.
+    """
+    import json
+    import traceback
+
+    try:
+        torch.set_num_threads(1)
+        history = History()
+        lm = fit_lm(annotations, vocab, lm_config, length, config, history, progress=False, device="cpu")
+        from safetensors.torch import save
+
+        weights = save({k: v.detach().contiguous() for k, v in lm.state_dict().items()})
+        record = {"lm_epochs": history.lm_epochs, "lm_val_loss": history.lm_val_loss,
+                  "lm_epoch_s": history.lm_epoch_s}
+        conn.send_bytes(json.dumps({"ok": True, "history": record}).encode())
+        conn.send_bytes(weights)
+    except BaseException as e:  # noqa: BLE001 - reported to the parent, which raises it
+        conn.send_bytes(json.dumps({"ok": False, "error": f"{type(e).__name__}: {e}",
+                                    "traceback": traceback.format_exc()}).encode())
+    finally:
+        conn.close()
+
+
+def _can_fork() -> bool:
+    import multiprocessing as mp
+    import sys
+
+    return sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods()
+
+
+def fit_both(annotations: Sequence[Sequence[str]], features: torch.Tensor, unit_ids: Sequence[str], vocab: Vocab,
+             lm_config: LMConfig, decoder_config: DecoderConfig, config: TrainConfig, history: History,
+             progress: bool = True, device: str = "cpu", parallel: bool | None = None,
+             announce: Callable[[str], None] | None = None) -> tuple[LanguageModel, ShowAttendTell]:
+    """The LM and the decoder, each exactly as `fit_lm` and `fit_decoder` train them.
+
+    They are independent (each seeds itself; the decoder never reads the LM), so on a CPU with two or
+    more threads the LM trains in a forked process on one thread while the decoder trains here on
+    the others, and the decoder takes every thread back as soon as the LM is done. Two small
+    recurrent models use two cores better side by side than one after the other on two threads
+    (measured in docs/milan.md). The weights are the same as the sequential path's: each model sees
+    the same seeds, batches and dropout draws in its own process, and on the CPUs checked the
+    kernels give bitwise-equal results on one or two threads
+    (`test_parallel_fit_is_the_sequential_fit`). `parallel=None`: side by side when on CPU, with at
+    least two threads, on Linux (fork); otherwise one after the other.
+
+    `announce(line)`, if given, receives one line after the decoder's first epoch: how long training
+    this split will take, from that epoch's time (`estimate_line`).
+    """
+    threads = torch.get_num_threads()
+    if parallel is None:
+        parallel = str(device) == "cpu" and threads >= 2 and _can_fork()
+    length = decoder_config.length
+    told = []
+
+    def tell(side_by_side: bool) -> None:
+        if announce is not None and not told and history.epoch_s:
+            told.append(True)
+            announce(estimate_line(history, config, len(unit_ids), side_by_side))
+
+    if not parallel:
+        lm = fit_lm(annotations, vocab, lm_config, length, config, history, progress, device)
+        return lm, fit_decoder(features, annotations, unit_ids, vocab, decoder_config, config, history,
+                               progress, device, on_epoch=lambda _e: tell(False))
+    import json
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_lm_process, args=(send, annotations, vocab, lm_config, length, config),
+                        name="milan-lm", daemon=True)
+    child.start()
+    send.close()
+    got: list[bytes] = []
+
+    def collect(block: bool) -> bool:
+        """Read the child's answer if it is there (or wait for it); True once it has been read."""
+        if not got and (block or receive.poll()):
+            try:
+                head = json.loads(receive.recv_bytes())
+            except EOFError:
+                head = {"ok": False, "error": f"the LM process ended without an answer (exit code "
+                                              f"{child.exitcode})"}
+            got.append(head)
+            if head.get("ok"):
+                got.append(receive.recv_bytes())
+        return bool(got)
+
+    def on_epoch(_epoch: int) -> None:
+        tell(True)
+        if collect(block=False):
+            torch.set_num_threads(threads)
+
+    torch.set_num_threads(max(1, threads - 1))
+    try:
+        decoder = fit_decoder(features, annotations, unit_ids, vocab, decoder_config, config, history, progress,
+                              device, on_epoch=on_epoch)
+        collect(block=True)
+    finally:
+        torch.set_num_threads(threads)
+        if not got:
+            child.kill()
+        child.join()
+        receive.close()
+    head = got[0]
+    if not head.get("ok"):
+        raise RuntimeError(f"training the LM failed: {head.get('error')}\n{head.get('traceback', '')}")
+    from safetensors.torch import load
+
+    lm = LanguageModel(lm_config, vocab.pad)
+    lm.load_state_dict(load(got[1]))
+    lm.eval()
+    rec = head["history"]
+    history.lm_epochs, history.lm_val_loss, history.lm_epoch_s = (rec["lm_epochs"], rec["lm_val_loss"],
+                                                                   rec["lm_epoch_s"])
+    return lm, decoder
