@@ -22,7 +22,6 @@ import contextlib
 import csv
 import json
 import math
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
@@ -94,43 +93,34 @@ def read_units_file(path: str | Path) -> list[UnitRef]:
 
 
 # ---------------------------------------------------------------------------- selecting by description
-_WORD = re.compile(r"[a-z0-9]+")
-
-
-def words_of(text: str) -> set[str]:
-    """Lower-case word tokens of a description."""
-    return set(_WORD.findall(text.lower()))
-
-
 def matches_words(description: str, words: Iterable[str]) -> bool:
-    """True when the description contains one of `words` as a whole word or phrase, or its plural.
+    """True when the description contains one of `words` as a whole word or phrase (case-insensitive).
 
-    Whole words, not substrings ("star" matches "stars" and "star shapes", never
-    "start"), so which units were selected can be checked by eye.
+    The rule is `applications.search.select_by_words`'s, so milan-search and
+    milan-ablate pick the same units: whole words only ("star" matches
+    "Star shapes", not "stars" nor "start"), so list every form you mean.
     """
-    tokens = _WORD.findall(description.lower())
-    joined = " " + " ".join(tokens) + " "
-    for w in words:
-        w_tokens = _WORD.findall(w.lower())
-        if not w_tokens:
-            continue
-        stem = " ".join(w_tokens)
-        if any(f" {form} " in joined for form in (stem, stem + "s", stem + "es")):
-            return True
-    return False
+    from .search import select_by_words as by_words
+
+    return bool(by_words({"unit": description}, list(words)))
 
 
 def select_by_words(descriptions: Mapping[UnitRef, str], words: Sequence[str]) -> list[UnitRef]:
     """The units whose description contains one of `words` (whole words), in unit order.
 
     This is the description-category rule of the paper's editing and audit
-    experiments ("text", "word", "letter"; "face", "head", "nose", ...). It is
-    the project's own rule, kept here so ablation does not depend on the
-    search module's ranking.
+    experiments ("text", "word", "letter"; "face", "head", "nose", ...), the
+    same rule as `applications.search.select_by_words` (which it calls).
     """
+    from .search import select_by_words as by_words
+
     if not words:
         raise MilanError("no words to select units by")
-    return sorted(u for u, d in descriptions.items() if matches_words(d, words))
+    if not descriptions:
+        return []
+    by_id = {str(u): d for u, d in descriptions.items()}
+    chosen = set(by_words(by_id, list(words)))
+    return sorted(u for u in descriptions if str(u) in chosen)
 
 
 def read_descriptions(path: str | Path) -> dict[UnitRef, str]:

@@ -76,18 +76,11 @@ def _select(args):
         raise MilanError("--query is empty")
     if args.k < 1:
         raise MilanError(f"--k must be at least 1, got {args.k}")
-    try:
-        from . import search as search_mod
-    except ImportError as e:
-        raise MilanError(f"--query needs applications.search, which is not available ({e}); use --words") from e
+    from . import search as search_mod
     from .ablate import parse_unit
 
-    by_id = {str(u): d for u, d in descriptions.items()}
-    hits = search_mod.search(by_id, args.query, args.k)
-    units = []
-    for h in hits:
-        uid = h if isinstance(h, str) else (h.get("unit_id") if isinstance(h, dict) else getattr(h, "unit_id", h[0]))
-        units.append(parse_unit(str(uid)))
+    hits = search_mod.search(str(args.descriptions), args.query, args.k)
+    units = [parse_unit(h.unit_id, where="search hit") for h in hits]
     return units, f"query {args.query!r} (top {args.k})", descriptions
 
 

@@ -116,8 +116,9 @@ def test_unit_names_selection_and_random_order(tmp_path):
     assert read_units_file(f) == [UnitRef("layer1", 2), UnitRef("layer2", 0)]
     descriptions = {UnitRef("l", 0): "red stars", UnitRef("l", 1): "a start line", UnitRef("l", 2): "Star shapes",
                     UnitRef("l", 3): "blue circles"}
-    assert select_by_words(descriptions, ["star"]) == [UnitRef("l", 0), UnitRef("l", 2)]
-    assert matches_words("the top edges of boxes", ["top edge"]) and not matches_words("outlines", ["lines"])
+    assert select_by_words(descriptions, ["star", "stars"]) == [UnitRef("l", 0), UnitRef("l", 2)]
+    assert select_by_words(descriptions, ["star"]) == [UnitRef("l", 2)]  # whole words, as milan-search
+    assert matches_words("the top  edges of boxes", ["top edges"]) and not matches_words("outlines", ["lines"])
     units = [UnitRef("l", i) for i in range(20)]
     assert random_order(units, 3) == random_order(units, 3) != random_order(units, 4)
     assert sorted(random_order(units, 3)) == units
