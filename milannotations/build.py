@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import mmap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
@@ -125,6 +126,12 @@ def _image_plan(release: OriginalRelease, real: RealConfig, sources: Mapping[str
 
 #: Units per task of the worker pool: small enough to balance, large enough to keep IPC negligible.
 _TASK_UNITS = 4
+#: Below this many bytes of arrays a config converts in-process when the number of workers is automatic.
+_SMALL_BYTES = 32 << 20
+
+
+def _pixel_bytes(release: OriginalRelease) -> int:
+    return sum(lf.masks.nbytes + (lf.images.nbytes if lf.images is not None else 0) for lf in release.layers.values())
 
 
 class _ConfigEncoder:
@@ -207,13 +214,29 @@ def build_config(zip_path: Path, out: Path, real: RealConfig, sources: Mapping[s
                  *, progress: bool = True, workers: int | None = 1, encoding: Encoding = REAL_ENCODING) -> Path:
     """Convert one original zip into `out` (written atomically by the writer); returns its data folder.
 
-    `workers` processes read and PNG-encode units (None: every core); the parquet bytes are the same
-    for any number. `encoding` is the PNG / parquet setting (docs/corpus.md, "PNG settings").
+    `workers` processes read and PNG-encode units (None: every core, or one for a config so small that
+    starting processes would cost more than it saves); the parquet bytes are the same for any number.
+    `encoding` is the PNG / parquet setting (docs/corpus.md, "PNG settings").
     """
+    auto = workers is None
     workers = parallel.resolve_workers(workers)
     zip_path, out = Path(zip_path), Path(out)
     sources = sources or {}
-    digest, size = sha256_file(zip_path)
+    # hashing and extracting both read the whole zip: hash on a thread (hashlib releases the GIL) meanwhile
+    hasher = ThreadPoolExecutor(max_workers=1)
+    hashed = hasher.submit(sha256_file, zip_path)
+    try:
+        with staging_dir(out, prefix=f".extract-{real.name}-") as tmp:
+            safe_extract(zip_path, tmp)
+            digest, size = hashed.result()
+            return _convert(zip_path, tmp, out, real, sources, digest, size, progress=progress, workers=workers,
+                            auto=auto, encoding=encoding)
+    finally:
+        hasher.shutdown(wait=True)
+
+
+def _convert(zip_path: Path, tmp: Path, out: Path, real: RealConfig, sources: Mapping[str, ImageSource],
+             digest: str, size: int, *, progress: bool, workers: int, auto: bool, encoding: Encoding) -> Path:
     entry = read_manifest(MANIFEST).get(real.name)
     if entry is None:
         checksum = "no manifest entry (upstream publishes none)"
@@ -223,42 +246,42 @@ def build_config(zip_path: Path, out: Path, real: RealConfig, sources: Mapping[s
         checksum = "DIFFERS from milannotations/checksums.json (not the recorded release bytes)"
         log.warning("%s: sha256 %s differs from the manifest's %s; building it anyway and recording this in "
                     "its provenance", zip_path, digest, entry.get("sha256"))
-    with staging_dir(out, prefix=f".extract-{real.name}-") as tmp:
-        safe_extract(zip_path, tmp)
-        release = open_release(tmp, zip_path.name)
-        if not release.units:
-            raise MilanError(f"{zip_path.name}: annotations.csv keeps no unit (none has 3 descriptions)")
-        note, src = _image_plan(release, real, sources)
-        if src is not None:
-            for u in release.units:
-                lf = release.layers[u.layer]
-                if lf.images is None:
-                    src.check_ids(lf.ids[u.unit].tolist(), f"{zip_path.name}: {u.layer}/ids.csv, unit {u.unit}")
-        uids = [unit_id(real.name, u.layer, u.unit) for u in release.units]
-        provenance = {
-            "source": zip_path.name,
-            "url": real.url,
-            "zip_sha256": digest,
-            "zip_bytes": size,
-            "checksum": checksum,
-            "images": note,
-            "unannotated": False,
-            "annotation_count": ANNOTATION_COUNT,
-            "units_in_zip": sum(lf.n_units for lf in release.layers.values()),
-            "units_kept": len(release.units),
-            "row_order": "first appearance in annotations.csv (original loader)",
-            "encoding": encoding.describe(),
-        }
-        if real.name == "dino_vits8-imagenet":
-            provenance["errata"] = DINO_ERRATA
-        meta = ConfigMeta(
-            config=real.name, model=real.model, dataset=real.dataset,
-            description=f"{real.model} trained on {real.dataset} ({real.task}); human descriptions from "
-                        "MILANNOTATIONS (Hernandez et al., ICLR 2022)",
-            provenance=provenance)
-        encoder = _ConfigEncoder(release, meta, src, encoding, threads=True)
-        return write_records(out, meta, _records(encoder, release.units, workers), assign_splits(uids),
-                             progress=progress, total=len(uids), encoding=encoding)
+    release = open_release(tmp, zip_path.name)
+    if not release.units:
+        raise MilanError(f"{zip_path.name}: annotations.csv keeps no unit (none has 3 descriptions)")
+    note, src = _image_plan(release, real, sources)
+    if src is not None:
+        for u in release.units:
+            lf = release.layers[u.layer]
+            if lf.images is None:
+                src.check_ids(lf.ids[u.unit].tolist(), f"{zip_path.name}: {u.layer}/ids.csv, unit {u.unit}")
+    uids = [unit_id(real.name, u.layer, u.unit) for u in release.units]
+    provenance = {
+        "source": zip_path.name,
+        "url": real.url,
+        "zip_sha256": digest,
+        "zip_bytes": size,
+        "checksum": checksum,
+        "images": note,
+        "unannotated": False,
+        "annotation_count": ANNOTATION_COUNT,
+        "units_in_zip": sum(lf.n_units for lf in release.layers.values()),
+        "units_kept": len(release.units),
+        "row_order": "first appearance in annotations.csv (original loader)",
+        "encoding": encoding.describe(),
+    }
+    if real.name == "dino_vits8-imagenet":
+        provenance["errata"] = DINO_ERRATA
+    meta = ConfigMeta(
+        config=real.name, model=real.model, dataset=real.dataset,
+        description=f"{real.model} trained on {real.dataset} ({real.task}); human descriptions from "
+                    "MILANNOTATIONS (Hernandez et al., ICLR 2022)",
+        provenance=provenance)
+    if auto and _pixel_bytes(release) < _SMALL_BYTES:
+        workers = 1
+    encoder = _ConfigEncoder(release, meta, src, encoding, threads=True)
+    return write_records(out, meta, _records(encoder, release.units, workers), assign_splits(uids),
+                         progress=progress, total=len(uids), encoding=encoding)
 
 
 def build(zip_dir: str | Path, out: str | Path, configs: Sequence[str] | None = None, *,
@@ -267,9 +290,11 @@ def build(zip_dir: str | Path, out: str | Path, configs: Sequence[str] | None = 
     """Convert original zips into the dataset folder `out`, all or nothing; returns the configs built.
 
     Configs already in `out` that are not rebuilt are kept; rebuilt ones are replaced. `workers`
-    processes encode units (default: every core this process may use); output bytes do not depend on it.
+    processes encode units (default: every core this process may use, one for a tiny config); output
+    bytes do not depend on it.
     """
-    workers = parallel.resolve_workers(workers)
+    if workers is not None:
+        parallel.resolve_workers(workers)  # refuse a bad count before any work
     out = Path(out)
     if out.name == "milannotations.py" or (out / "milannotations.py").exists():
         raise MilanError(f"{out}: contains milannotations.py, which would make datasets treat the folder as a script")

@@ -261,6 +261,20 @@ def _shard_provenance(meta: ConfigMeta, shards: list[dict]) -> ConfigMeta:
     return dataclasses.replace(meta, provenance=provenance)
 
 
+#: Below this many (unit, scene) pairs per config, an automatic worker count builds in-process: starting
+#: workers would cost more than they save (tests' tiny worlds).
+_SMALL_WORK = 20_000
+
+
+def _workers(workers: int | None, units: int, pool_size: int) -> int:
+    """The processes a build uses: `workers`, or every core (one for a tiny world) when None."""
+    from .. import parallel
+
+    if workers is None and units * pool_size < _SMALL_WORK:
+        return 1
+    return parallel.resolve_workers(workers)
+
+
 def _shards(units: int, workers: int) -> list[tuple[int, int]]:
     n = max(workers, -(-units // _UNIT_SHARD))
     n = min(n, units)
@@ -355,8 +369,6 @@ def build_synth(out: str | Path, seed: int = 0, units: int = DEFAULT_UNITS, conf
     `workers` processes build the annotated configs (default: every core this process may use);
     the bytes written are the same for any number. `synth-net-*` configs are built in this process.
     """
-    from .. import parallel
-
     out = Path(out)
     configs = list(SYNTH_CONFIGS if configs is None else configs)
     for c in configs:
@@ -365,7 +377,7 @@ def build_synth(out: str | Path, seed: int = 0, units: int = DEFAULT_UNITS, conf
         raise MilanError(f"--units must be at least {len(KINDS)} (one unit per neuron kind), got {units}")
     if pool_size < K:
         raise MilanError(f"the scene pool must hold at least k={K} scenes, got {pool_size}")
-    workers = parallel.resolve_workers(workers)
+    workers = _workers(workers, units, pool_size)
     with _one_thread():
         annotated = [c for c in configs if parse_config(c)[0] != "net"]
         if workers > 1 and annotated:
@@ -440,10 +452,8 @@ def ensure_synth(root: str | Path, seed: int = 0, units: int = DEFAULT_UNITS,
     generator never serves stale rows. `synth-net-*` configs need the trained backbone. `workers`
     processes build (default: every core); the bytes do not depend on it.
     """
-    from .. import parallel
-
     root = Path(root)
-    workers = parallel.resolve_workers(workers)
+    n_workers = _workers(workers, units, pool_size)
     key = cache_key(seed, units, pool_size)
     folder = root / key
     wanted = list(dict.fromkeys(SYNTH_CONFIGS if configs is None else configs))
@@ -455,7 +465,7 @@ def ensure_synth(root: str | Path, seed: int = 0, units: int = DEFAULT_UNITS,
         missing = [c for c in wanted if not _built(folder, c)]
         if missing:
             print(f"milannotations: building synthetic {', '.join(missing)} ({units} units each) into {folder}, "
-                  f"{_estimate(missing, units, pool_size, workers)}; once, then cached", file=sys.stderr, flush=True)
+                  f"{_estimate(missing, units, pool_size, n_workers)}; once, then cached", file=sys.stderr, flush=True)
             build_synth(folder, seed=seed, units=units, configs=missing, progress=progress, pool_size=pool_size,
                         workers=workers)
             (folder / "BUILD.json").write_text(json.dumps(
