@@ -35,7 +35,7 @@ import shutil
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -310,10 +310,8 @@ def write_thumbnails(corpus: Path, units: list[ReportUnit], folder: Path, *, til
             pending[pool.submit(_write_sheet, folder / f"{i}.jpg", images, masks, keys, cache, tile,
                                 max_images)] = i
             if len(pending) >= 4 * workers:  # bounded: pixels of at most a few dozen units in memory
+                wait(pending, return_when=FIRST_COMPLETED)
                 collect(block=False)
-                while len(pending) >= 4 * workers:
-                    next(iter(pending)).result()
-                    collect(block=False)
         collect(block=True)
     if bar is not None:
         bar.close()
@@ -531,10 +529,8 @@ def report_model(output: str | Path, *, model: str | None = None, images: str | 
                          "or --descriptions")
     if model is not None and (images is None or not layers):
         raise MilanError("--model needs --images (a folder of images) and --layers (e.g. layer4)")
-    if descriptions is not None and describer is not None:
+    if descriptions is not None and (describer is not None or describer_args):
         raise MilanError("give --descriptions (already written) or --describer (to write them), not both")
-    if descriptions is None and model is None and exemplars is None:
-        raise MilanError("describing needs exemplars: give --model or --exemplars")
     if limit is not None and limit < 1:
         raise MilanError(f"--limit must be at least 1, got {limit}")
     if descriptions is not None:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Sequence
 
 from milannotations.cli import OneLineParser, add_common_flags, run
-from milannotations.errors import MilanError
 
 from .report import DEFAULT_DESCRIBER, DEFAULT_DESCRIBER_ARGS, report_model
 
@@ -43,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--describer", default=None,
                    help=f"describer name, package.module:attr or path/file.py:attr (default: {DEFAULT_DESCRIBER} "
                         f"with {','.join(f'{k}={v}' for k, v in DEFAULT_DESCRIBER_ARGS.items())})")
-    g.add_argument("--describer-args", default="", metavar="K=V,...", help="constructor arguments of the describer")
+    g.add_argument("--describer-args", default="", metavar="K=V,...",
+                   help="constructor arguments of the describer (without --describer: of the default, e.g. "
+                        "segmenter=ade20k,model=PATH)")
     g.add_argument("--batch-size", type=int, default=32, help="images per forward pass, units per describe() call")
     g = p.add_argument_group("the report")
     g.add_argument("--title", default=None, help="page title (default: 'Units of <model>')")
@@ -65,8 +66,6 @@ def _command(args: argparse.Namespace) -> int:
     from milannotations.dist import check_device
 
     check_device(args.device)
-    if args.describer_args and args.describer is None:
-        raise MilanError("--describer-args goes with --describer")
     describer_args = parse_describer_args(args.describer_args) if args.describer_args else None
     if args.no_progress:
         from milannotations.commands import quiet_libraries
