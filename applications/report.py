@@ -519,7 +519,8 @@ def report_model(output: str | Path, *, model: str | None = None, images: str | 
     `<work>/descriptions.csv`. Every input and the output are checked before any step starts. Under
     torchrun only rank 0 goes past the exemplars; the others return None.
     """
-    log = log or (lambda msg: print(msg, file=sys.stderr))
+    rank = int(os.environ.get("RANK", "0"))
+    log = log or (lambda msg: print(msg, file=sys.stderr) if rank == 0 else None)
     output = Path(output)
     check_output_dir(output)
     if model is not None and exemplars is not None:
@@ -562,7 +563,7 @@ def report_model(output: str | Path, *, model: str | None = None, images: str | 
         _run_exemplars(model=model, weights=weights, images=Path(images), layers=layer_text, name=name,
                        corpus=exemplars, k=k, resize=resize, crop=crop, batch_size=batch_size, device=device,
                        progress=progress)
-        if int(os.environ.get("RANK", "0")) != 0:
+        if rank != 0:
             return None
     if descriptions is None:
         from eval.cli import describe_units

@@ -12,7 +12,7 @@ Two ways to pick units from a `descriptions.csv` (`unit_id,layer,unit,descriptio
   whole word (case-insensitive). A rule anyone can read back, for experiments (ablation) where the
   choice of units must not depend on an embedding model.
 
-Both accept a path to a CSV, an iterable of rows (mappings with `unit_id` and `description`, e.g.
+Both accept a path to a CSV (or to a folder holding one: a `milan-report` report), an iterable of rows (mappings with `unit_id` and `description`, e.g.
 `eval.read_descriptions(...)` or `milan-describe`'s rows), or a mapping `unit_id -> description`, and
 both are deterministic: equal scores are ordered by unit id.
 """
@@ -61,8 +61,13 @@ def load_units(descriptions: Descriptions) -> list[Unit]:
     if isinstance(descriptions, (str, os.PathLike)):
         from eval.results import read_descriptions
 
-        source = str(descriptions)
-        rows: Iterable[Mapping[str, Any]] = read_descriptions(descriptions)
+        path = Path(descriptions)
+        if path.is_dir():  # a milan-report folder or a milan-eval run folder: its descriptions.csv
+            if not (path / "descriptions.csv").is_file():
+                raise MilanError(f"{path}: is a folder without a descriptions.csv")
+            path = path / "descriptions.csv"
+        source = str(path)
+        rows: Iterable[Mapping[str, Any]] = read_descriptions(path)
     elif isinstance(descriptions, Mapping):
         rows = [{"unit_id": u, "description": d} for u, d in descriptions.items()]
     else:

@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
                       epilog="Embedding: " + EMBEDDING)
     p.add_argument("query", nargs="?", default=None, help="what the units should be described as, e.g. 'dog faces'")
     p.add_argument("--descriptions", required=True, metavar="CSV",
-                   help="descriptions.csv (unit_id,layer,unit,description) from milan-describe or milan-report")
+                   help="descriptions.csv (unit_id,layer,unit,description) from milan-describe, or a milan-report folder")
     p.add_argument("--words", default=None, metavar="W1,W2,...",
                    help="instead of a query: units whose description contains any of these whole words "
                         "(case-insensitive)")

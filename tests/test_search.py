@@ -73,6 +73,11 @@ def test_cli_prints_ranked_ids_and_writes_units_file(tmp_path, capsys):
     out = tmp_path / "units.txt"
     assert main(["--descriptions", str(csv_path), "--words", "sky", "--output", str(out)]) == 0
     assert read_units_file(out) == ["net/layer4/0", "net/layer3/5"]
+    report = tmp_path / "report"  # a milan-report folder stands for its descriptions.csv
+    report.mkdir()
+    _csv(report / "descriptions.csv")
+    assert main(["--descriptions", str(report), "--words", "letters", "--ids-only"]) == 0
+    assert capsys.readouterr().out.split() == ["net/layer4/2"]
     js = tmp_path / "r.json"
     assert main(["--descriptions", str(csv_path), "letters", "--limit", "1", "--output", str(js)]) == 0
     data = json.loads(js.read_text())
