@@ -19,14 +19,14 @@ create it).
 from __future__ import annotations
 
 import logging
-import mmap
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
-from . import parallel
+from . import convert, parallel
+from .convert import _read_unit, _release_pages  # noqa: F401  (tests read units like the workers do)
 from .card import write_card
 from .download import MANIFEST, read_manifest, sha256_file
 from .errors import MilanError
@@ -35,7 +35,7 @@ from .imagejoin import NOT_SHIPPED, ImageSource, open_sources
 from .original import AnnotatedUnit, OriginalRelease, open_release, safe_extract
 from .schema import ANNOTATION_COUNT, REAL_CONFIGS, RealConfig, unit_id
 from .splits import assign_splits
-from .writer import REAL_ENCODING, ConfigMeta, Encoding, UnitRow, encode_row, write_records
+from .writer import REAL_ENCODING, ConfigMeta, Encoding, write_records
 
 log = logging.getLogger(__name__)
 
@@ -46,42 +46,6 @@ DINO_ERRATA = (
     "membership and thresholds may differ slightly. Annotators described these shifted masks, so they are "
     "shipped as released, not corrected."
 )
-
-
-_MARGIN = 4 << 20
-
-
-def _release_pages(arr: np.ndarray, index: int) -> None:
-    """Drop the pages of `arr[index]` from this process's resident set (they stay in the page cache).
-
-    Reading a memory-mapped array touches its pages, which then count as
-    resident until unmapped; releasing each unit after use keeps peak RSS at
-    one unit instead of the whole file. Best effort: a no-op where madvise or
-    the private numpy attribute is unavailable.
-    """
-    mm = getattr(arr, "_mmap", None)
-    if mm is None or not hasattr(mm, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
-        return
-    try:
-        base = getattr(arr, "_milan_base", None)
-        if base is None:
-            base = np.frombuffer(mm, np.uint8).ctypes.data
-            arr._milan_base = base
-        item = arr[index]
-        # Page faults also map already-cached neighbour pages ("fault-around", 64 KiB by default), so
-        # release a margin on both sides too; unmapping pages of other units costs nothing.
-        start = max(0, item.ctypes.data - base - _MARGIN)
-        end = min(len(mm), item.ctypes.data - base + item.nbytes + _MARGIN)
-        start -= start % mmap.PAGESIZE
-        mm.madvise(mmap.MADV_DONTNEED, start, end - start)
-    except (AttributeError, ValueError, OSError):
-        return
-
-
-def _read_unit(arr: np.ndarray, index: int) -> np.ndarray:
-    out = np.array(arr[index])
-    _release_pages(arr, index)
-    return out
 
 
 def find_zips(zip_dir: Path, configs: Sequence[str] | None) -> dict[str, Path]:
@@ -134,67 +98,7 @@ def _pixel_bytes(release: OriginalRelease) -> int:
     return sum(lf.masks.nbytes + (lf.images.nbytes if lf.images is not None else 0) for lf in release.layers.values())
 
 
-class _ConfigEncoder:
-    """Reads kept units of an extracted release and encodes them into parquet records.
-
-    Picklable (folder paths, ids and the image source, not arrays), so each worker process gets one
-    and opens the arrays memory-mapped itself; the same object does the work in-process with
-    `workers=1`. Validation of unit contents (mask values) happens here, per unit, in unit order.
-    """
-
-    def __init__(self, release: OriginalRelease, meta: ConfigMeta, src: ImageSource | None,
-                 encoding: Encoding, threads: bool) -> None:
-        self.root, self.zip_label, self.meta, self.src = release.root, release.zip_label, meta, src
-        self.encoding, self.threads = encoding, threads
-        self.layers = {name: (lf.images is not None, lf.size, lf.ids) for name, lf in release.layers.items()}
-        self._arrays: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_arrays": {}}
-
-    def _open(self, layer: str) -> tuple[np.ndarray, np.ndarray | None]:
-        if layer not in self._arrays:
-            d = Path(self.root) / layer
-            masks = np.load(d / "masks.npy", mmap_mode="r", allow_pickle=False)
-            images = np.load(d / "images.npy", mmap_mode="r", allow_pickle=False) if self.layers[layer][0] else None
-            self._arrays[layer] = (masks, images)
-        return self._arrays[layer]
-
-    def row(self, u: AnnotatedUnit) -> UnitRow:
-        shipped, size, ids_of = self.layers[u.layer]
-        masks_arr, images_arr = self._open(u.layer)
-        where = f"{self.zip_label}: {u.layer}/masks.npy, unit {u.unit}"
-        masks = _read_unit(masks_arr, u.unit)
-        if masks.dtype != np.bool_ and masks.size and masks.max() > 1:
-            raise MilanError(f"{where}: mask values must be 0 or 1, found {int(masks.max())}")
-        ids = ids_of[u.unit].tolist()
-        if images_arr is not None:
-            images = _read_unit(images_arr, u.unit)
-        elif self.src is not None:
-            images = self.src.unit_images(ids, size, f"{self.zip_label}: {u.layer}/ids.csv, unit {u.unit}")
-        else:
-            images = None
-        return UnitRow(layer=u.layer, unit=u.unit, images=images, masks=masks.astype(bool), image_ids=ids,
-                       annotations=list(u.annotations))
-
-    def __call__(self, units: Sequence[AnnotatedUnit]) -> list[dict]:
-        return [encode_row(self.meta, self.row(u), self.encoding, threads=self.threads) for u in units]
-
-
-_WORKER_ENCODER: _ConfigEncoder | None = None
-
-
-def _worker_init(encoder: _ConfigEncoder) -> None:
-    global _WORKER_ENCODER
-    _WORKER_ENCODER = encoder
-
-
-def _worker_encode(units: Sequence[AnnotatedUnit]) -> list[dict]:
-    assert _WORKER_ENCODER is not None, "worker started without its encoder"
-    return _WORKER_ENCODER(units)
-
-
-def _records(encoder: _ConfigEncoder, units: Sequence[AnnotatedUnit], workers: int) -> Iterator[dict]:
+def _records(encoder: convert.UnitEncoder, units: Sequence[AnnotatedUnit], workers: int) -> Iterator[dict]:
     """Every unit's record in order; with workers > 1 encoded by a process pool, at most a few tasks ahead."""
     tasks = [units[i:i + _TASK_UNITS] for i in range(0, len(units), _TASK_UNITS)]
     if workers <= 1 or len(tasks) <= 1:
@@ -202,9 +106,9 @@ def _records(encoder: _ConfigEncoder, units: Sequence[AnnotatedUnit], workers: i
             yield from encoder(task)
         return
     encoder.threads = False  # the processes are the parallelism; threads would only contend
-    pool = parallel.executor(min(workers, len(tasks)), _worker_init, (encoder,), preload=(__name__,))
+    pool = parallel.executor(min(workers, len(tasks)), convert.worker_init, (encoder,), preload=(convert.__name__,))
     try:
-        for chunk in parallel.ordered(pool, _worker_encode, tasks, window=3 * workers):
+        for chunk in parallel.ordered(pool, convert.worker_encode, tasks, window=3 * workers):
             yield from chunk
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -279,7 +183,7 @@ def _convert(zip_path: Path, tmp: Path, out: Path, real: RealConfig, sources: Ma
         provenance=provenance)
     if auto and _pixel_bytes(release) < _SMALL_BYTES:
         workers = 1
-    encoder = _ConfigEncoder(release, meta, src, encoding, threads=True)
+    encoder = convert.UnitEncoder(release, meta, src, encoding, threads=True)
     return write_records(out, meta, _records(encoder, release.units, workers), assign_splits(uids),
                          progress=progress, total=len(uids), encoding=encoding)
 

@@ -24,16 +24,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image as PILImage
 
-from .card import write_card
+from . import schema
 from .errors import MilanError
 from .fsutil import replace_path, staging_dir
-from .schema import FEATURES, unit_id as make_unit_id
+from .schema import unit_id as make_unit_id
 from .version import __version__
 
 SPLITS = ("train", "test")
 _SHARD_BYTES = 1 << 30
 _ROW_GROUP_UNITS = 8
-_HF_METADATA = json.dumps({"info": {"features": FEATURES.to_dict()}}).encode()
+_HF_METADATA: bytes | None = None  # the features as `datasets` reads them, made on first write
 # PNG encoding dominates conversion time and PIL releases the GIL while it compresses,
 # so a unit's images are encoded in parallel; output bytes do not depend on the pool.
 # Started on first use, not at import: importing the package starts no thread.
@@ -130,6 +130,15 @@ def _mask_png(mask: np.ndarray, encoding: Encoding = DEFAULT_ENCODING) -> bytes:
     return encode_png(np.where(m > 0, 255, 0).astype(np.uint8), encoding)
 
 
+def _hf_metadata() -> bytes:
+    # FEATURES (and with it `datasets`) only when writing: worker processes that only encode rows
+    # (`encode_row`) import the writer without it.
+    global _HF_METADATA
+    if _HF_METADATA is None:
+        _HF_METADATA = json.dumps({"info": {"features": schema.FEATURES.to_dict()}}).encode()
+    return _HF_METADATA
+
+
 def _leaf_paths(name: str, typ: pa.DataType) -> list[str]:
     """Parquet column paths under an arrow field (`images.list.element.bytes`): per-column codecs need them."""
     if pa.types.is_list(typ) or pa.types.is_large_list(typ):
@@ -144,7 +153,7 @@ class _SplitWriter:
 
     def __init__(self, folder: Path, split: str, encoding: Encoding = DEFAULT_ENCODING) -> None:
         self.folder, self.split, self.encoding = folder, split, encoding
-        self.schema = FEATURES.arrow_schema.with_metadata({b"huggingface": _HF_METADATA})
+        self.schema = schema.FEATURES.arrow_schema.with_metadata({b"huggingface": _hf_metadata()})
         self.paths: list[Path] = []
         self.writer: pq.ParquetWriter | None = None
         self.shard_bytes = 0
@@ -263,6 +272,8 @@ def write_records(out: Path, meta: ConfigMeta, records: Iterable[dict], split_of
         replace_path(stage / "data" / config, out / "data" / config)
         replace_path(stage / "splits" / f"{config}.json", out / "splits" / f"{config}.json")
         replace_path(stage / "meta" / f"{config}.json", out / "meta" / f"{config}.json")
+    from .card import write_card  # datasets' Features: not needed to encode rows
+
     write_card(out)
     return out / "data" / config
 

@@ -77,8 +77,8 @@ def test_synthetic_bytes_do_not_depend_on_workers(tmp_path):
     from milannotations.synth.build import build_synth
 
     configs = ["synth-deep-plain", "synth-shallow-cluttered"]
-    one = build_synth(tmp_path / "one", units=9, pool_size=40, configs=configs, progress=False, workers=1)
-    two = build_synth(tmp_path / "two", units=9, pool_size=40, configs=configs, progress=False, workers=2)
+    one = build_synth(tmp_path / "one", units=7, pool_size=30, configs=configs, progress=False, workers=1)
+    two = build_synth(tmp_path / "two", units=7, pool_size=30, configs=configs, progress=False, workers=2)
     assert _files(one) == _files(two)
     assert {n.split("/")[1] for n in _files(one) if n.startswith("data/")} == set(configs)  # only those
 
