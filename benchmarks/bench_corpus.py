@@ -107,6 +107,11 @@ def main() -> None:
         print(f"conversion: {conv['seconds']:.1f} s, {fx.npy_bytes / 1e6 / conv['seconds']:.1f} MB/s of .npy, "
               f"parquet {parquet / 1e6:.0f} MB")
         print(f"peak RSS of the converting process: {conv['maxrss_kb'] / 1024:.0f} MB (goal < 1536 MB)")
+        # the conversion and 1 vs N workers scaling rows of issue 18 (benchmarks/bench_conversion.py)
+        from benchmarks.bench_conversion import conversion_rows
+
+        for line in conversion_rows(tmp / "zips", fx.npy_bytes, tmp, env):
+            print(line)
 
         if args.convert_only:
             return
