@@ -8,6 +8,8 @@ The names below are the room's public surface; the leaderboard recomputes submis
 module's private helpers.
 """
 from .environment import environment
+from .faithful import RunFaithfulness, build_run_faithfulness, describer_uses
+from .folder import evaluate_folder
 from .harness import evaluate
 from .protocols import Split, protocol_splits, protocols
 from .results import read_descriptions, read_results, results_errors, validate_results
@@ -15,7 +17,8 @@ from .scoring import (best_floor, mean_over_trials, method_scores, normalized_sc
                       reference_scores, score_dict)
 from .splits import SplitData, TruthUnits, limit_indices, prepare_split, run_fingerprint
 
-__all__ = ["Split", "SplitData", "TruthUnits", "best_floor", "environment", "evaluate", "limit_indices",
+__all__ = ["RunFaithfulness", "Split", "SplitData", "TruthUnits", "best_floor", "build_run_faithfulness",
+           "describer_uses", "environment", "evaluate", "evaluate_folder", "limit_indices",
            "mean_over_trials", "method_scores", "normalized_scores", "normalized_value", "parse_report",
            "prepare_split", "protocol_splits", "protocols", "read_descriptions", "read_results",
            "reference_scores", "results_errors", "run_fingerprint", "score_dict", "validate_results"]

@@ -14,6 +14,7 @@ describer was trained on (`trained_on`) are flagged: they are not held out.
 """
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -102,6 +103,20 @@ class _Context:
         self._truth: dict[int, Any] = {}
         self._splits: dict[tuple, Any] = {}
         self._refs: dict[tuple, dict] = {}
+        self._faith: dict[tuple, Any] = {}
+
+    def faith(self, labeller: Mapping | None, seed: int):
+        """The run's labeller (results.json `labeller`: name and args), rebuilt as `milan-eval --labeller`
+        built it; None for runs without one."""
+        if not labeller:
+            return None
+        from eval import build_run_faithfulness
+
+        key = (labeller["name"], json.dumps(labeller.get("args", {}), sort_keys=True), seed)
+        if key not in self._faith:
+            self._faith[key] = build_run_faithfulness(labeller["name"], labeller.get("args", {}), device=self.device,
+                                                      seed=seed)
+        return self._faith[key]
 
     def truth_scorer(self, seed: int):
         """The harness's truth scorer (synthetic splits); its probe sums are shared by every submission."""
@@ -130,14 +145,15 @@ class _Context:
             self._splits[key] = (data, h.hexdigest())
         return self._splits[key]
 
-    def references_side(self, sd, scorer_name: str, seed: int) -> dict:
+    def references_side(self, sd, scorer_name: str, seed: int, labeller: Mapping | None = None) -> dict:
         """Floors, best floor and ceiling of one split, made as the harness makes them."""
         from eval import reference_scores
 
         # the Split (frozen) names the train configs the floors are fit on; the revision, the test units
-        key = (sd.split, sd.revision, scorer_name, seed)
+        key = (sd.split, sd.revision, scorer_name, seed, json.dumps(labeller or {}, sort_keys=True))
         if key not in self._refs:
-            self._refs[key] = reference_scores(sd, self.scorer(scorer_name, seed), seed, self.truth_scorer(seed))
+            self._refs[key] = reference_scores(sd, self.scorer(scorer_name, seed), seed, self.truth_scorer(seed),
+                                               self.faith(labeller, seed))
         return self._refs[key]
 
 
@@ -391,8 +407,10 @@ def validate_submission(path: str | Path, *, corpus_root: str | Path | None = No
     for sd, claimed in zip(data, r["splits"]):
         name = sd.split.name
         try:
-            method = method_scores(scorer, sd, texts[name], ctx.truth_scorer(int(r["seed"])))
-            side = ctx.references_side(sd, r["scorer"], int(r["seed"]))
+            labeller = {k: r["labeller"][k] for k in ("name", "args")} if r.get("labeller") else None
+            method = method_scores(scorer, sd, texts[name], ctx.truth_scorer(int(r["seed"])),
+                                   ctx.faith(labeller, int(r["seed"])))
+            side = ctx.references_side(sd, r["scorer"], int(r["seed"]), labeller)
         except MilanError as e:
             rep.error(f"split {name!r}: cannot rescore: {e}")
             continue

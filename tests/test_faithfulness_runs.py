@@ -108,3 +108,26 @@ def test_exemplar_faithfulness_on_an_original_format_build(original_build, name,
     assert split["floors"]["constant"]["exemplar_ident_top1"]["value"] == pytest.approx(1 / split["n_units"])
     same = results["labeller"]["same_model"]
     assert same == (["segmenter:synth"] if name in ("netdissect", "compexp") else [])
+
+
+def test_a_labelled_run_validates_and_a_raised_faithfulness_number_is_refused(tmp_path):
+    """The leaderboard rebuilds the run's labeller (results.json `labeller`: name and args) and recomputes
+    every faithfulness number from the descriptions."""
+    import json as _json
+
+    from eval import evaluate
+    from leaderboard.submission import write_submission
+    from leaderboard.validate import validate_submission
+    from tests.eval_corpus import write_eval_corpus
+
+    corpus = write_eval_corpus(tmp_path / "corpus", n_units=12, n_test=5)
+    evaluate("constant", root=corpus, output=tmp_path / "run", progress=False,
+             labeller="segmenter", labeller_args={"segmenter": "synth", "embed": False})
+    sub = write_submission(tmp_path / "run", root=tmp_path / "subs", authors=["T"], link="https://example.org")
+    results = _json.loads((sub / "results.json").read_text())
+    assert results["labeller"]["args"] == {"segmenter": "synth", "embed": False}
+    assert validate_submission(sub, corpus_root=corpus).ok
+    results["splits"][0]["metrics"]["exemplar_px_iou"]["value"] += 0.05
+    (sub / "results.json").write_text(_json.dumps(results))
+    rep = validate_submission(sub, corpus_root=corpus)
+    assert not rep.ok and any("exemplar_px_iou" in str(p) for p in rep.problems)

@@ -67,9 +67,13 @@ def fit_sigmoid(cos: np.ndarray, labels: np.ndarray, iters: int = 50) -> tuple[f
 
 
 class _ClipLabelled(Labelled):
-    def __init__(self, owner: "ClipLabeller", tiles: torch.Tensor, full: torch.Tensor, n: int,
-                 size: tuple[int, int]):
-        self.owner, self.tiles, self.full, self.n, self.size = owner, tiles, full, n, size
+    """Encodes tiles on the first `maps` and whole images on the first `scores` (a probe set needs
+    image scores only)."""
+
+    def __init__(self, owner: "ClipLabeller", images: torch.Tensor, size: tuple[int, int]):
+        self.owner, self.images, self.n, self.size = owner, images, int(images.shape[0]), size
+        self._tiles: torch.Tensor | None = None
+        self._full: torch.Tensor | None = None
 
     def _text(self, texts: Sequence[str]) -> torch.Tensor:
         return self.owner.clip.encode_texts([str(t) for t in texts]).float().cpu()
@@ -78,14 +82,18 @@ class _ClipLabelled(Labelled):
         g = self.owner.grid
         if not len(texts):
             return np.zeros((0, self.n, *self.size), np.float32)
+        if self._tiles is None:
+            self._tiles = self.owner.encode_tiles(self.images)
         a, b = self.owner.region_ab
-        p = torch.sigmoid(a * (self._text(texts) @ self.tiles.T + b)).reshape(len(texts), self.n, g * g)
+        p = torch.sigmoid(a * (self._text(texts) @ self._tiles.T + b)).reshape(len(texts), self.n, g * g)
         cell = _tile_masks(*self.size, g)[:, 0].float()  # g^2 x h x w
         return torch.einsum("tnk,khw->tnhw", p, cell).numpy().astype(np.float32)
 
     def scores(self, texts: Sequence[str]) -> np.ndarray:
+        if self._full is None:
+            self._full = self.owner.encode_full(self.images)
         a, b = self.owner.image_ab
-        return torch.sigmoid(a * (self._text(texts) @ self.full.T + b)).numpy().astype(np.float32)
+        return torch.sigmoid(a * (self._text(texts) @ self._full.T + b)).numpy().astype(np.float32)
 
 
 class ClipLabeller(Labeller):
@@ -120,29 +128,33 @@ class ClipLabeller(Labeller):
         self.model = f"{self.clip.name}|{how}|grid:{self.grid}"
         self.uses = frozenset({f"clip:{self.clip.name}"})
 
-    def _encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        from baselines.clip.regions import full_images, masked_regions
-
-        size = self.clip.image_size
-        g = self.grid
-        tiles, full = [], []
-        masks = _tile_masks(*images.shape[-2:], g)
+    def _batches(self, images: torch.Tensor, fn) -> torch.Tensor:
+        out = []
         with torch.inference_mode():
             for start in range(0, images.shape[0], 16):
-                x = images[start:start + 16]
-                rep = x.repeat_interleave(g * g, dim=0)
-                crops = masked_regions(rep, masks.repeat(x.shape[0], 1, 1, 1), size)
-                tiles.append(self.clip.encode_images(crops).float().cpu())
-                full.append(self.clip.encode_images(
-                    full_images(x, size, mode=getattr(self.clip, "interpolation", "bicubic"))).float().cpu())
-        d = tiles[0].shape[1] if tiles else 1
-        return (torch.cat(tiles) if tiles else torch.zeros(0, d)), (torch.cat(full) if full else torch.zeros(0, d))
+                out.append(self.clip.encode_images(fn(images[start:start + 16])).float().cpu())
+        return torch.cat(out) if out else torch.zeros(0, self.clip.encode_texts([""]).shape[1])
+
+    def encode_tiles(self, images: torch.Tensor) -> torch.Tensor:
+        """(N * grid^2) x D embeddings of every tile, image-major, shown as masked regions."""
+        from baselines.clip.regions import masked_regions
+
+        g = self.grid
+        masks = _tile_masks(*images.shape[-2:], g)
+        return self._batches(images, lambda x: masked_regions(
+            x.repeat_interleave(g * g, dim=0), masks.repeat(x.shape[0], 1, 1, 1), self.clip.image_size))
+
+    def encode_full(self, images: torch.Tensor) -> torch.Tensor:
+        """N x D embeddings of the whole images, preprocessed as the model's own pipeline does."""
+        from baselines.clip.regions import full_images
+
+        mode = getattr(self.clip, "interpolation", "bicubic")
+        return self._batches(images, lambda x: full_images(x, self.clip.image_size, mode=mode))
 
     def label(self, batch: ImageBatch, size: tuple[int, int]) -> Labelled:
         if len(batch) and batch.images.shape[1] != 3:
             raise MilanError("clip labeller: images must be N x 3 x H x W uint8")
-        tiles, full = self._encode(batch.images)
-        return _ClipLabelled(self, tiles, full, len(batch), tuple(size))
+        return _ClipLabelled(self, batch.images, tuple(size))
 
 
 @functools.lru_cache(maxsize=4)
@@ -160,7 +172,7 @@ def _synth_calibration(clip_name: str, grid: int) -> tuple[tuple[float, float], 
     for domain in DOMAINS:
         scenes = [render_scene(domain, CALIBRATION_OFFSET + i, 0) for i in range(CALIBRATION_SCENES)]
         images = torch.from_numpy(np.stack([s.image for s in scenes]))
-        tiles, full = labeller._encode(images)
+        tiles, full = labeller.encode_tiles(images), labeller.encode_full(images)
         present = np.stack([s.concepts.reshape(len(CONCEPTS), -1).any(axis=1) for s in scenes])  # S x C
         tmask = _tile_masks(*images.shape[-2:], grid)[:, 0].numpy()  # g^2 x H x W
         in_tile = np.einsum("schw,khw->skc", np.stack([s.concepts for s in scenes]).astype(np.float32),

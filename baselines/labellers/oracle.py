@@ -36,16 +36,26 @@ class _OracleLabelled(Labelled):
         formula = parse(str(text)).formula
         if formula.key not in self._memo:
             m = evaluate(formula, self._lookup).astype(np.float32)  # N x 28 x 28
+            present = m.reshape(len(m), -1).max(axis=1) if m.size else np.zeros(len(m), np.float32)
             if m.shape[-2:] != self._size and m.size:
-                m = F.interpolate(torch.from_numpy(m)[:, None], size=self._size, mode="nearest")[:, 0].numpy()
-            self._memo[formula.key] = m
+                t = torch.from_numpy(m)[:, None]
+                smaller = self._size[0] < m.shape[-2]  # coarser cells: covered at least half, as the cell rule
+                t = (F.adaptive_avg_pool2d(t, self._size) >= 0.5).float() if smaller else \
+                    F.interpolate(t, size=self._size, mode="nearest")
+                m = t[:, 0].numpy()
+            self._memo[formula.key] = (m, present)
         return self._memo[formula.key]
 
     def maps(self, texts: Sequence[str]) -> np.ndarray:
         n = self._lookup.bits.shape[0]
         if not texts:
             return np.zeros((0, n, *self._size), np.float32)
-        return np.stack([self._one(t) for t in texts])
+        return np.stack([self._one(t)[0] for t in texts])
+
+    def scores(self, texts: Sequence[str]) -> np.ndarray:
+        """1 where the description holds on some cell of the scene (at the world's 28 x 28 cells)."""
+        n = self._lookup.bits.shape[0]
+        return np.stack([self._one(t)[1] for t in texts]) if texts else np.zeros((0, n), np.float32)
 
 
 class OracleLabeller(Labeller):

@@ -314,9 +314,11 @@ class FaithfulnessScorer:
 
     # ------------------------------------------------------------------ probe set
     def probe_context(self, activations: np.ndarray, images, datasets, image_ids=None, *, alpha: float,
-                      alpha_how: str, probe: str, groups=None) -> "ProbeContext":
-        """`activations`: N probe images x n test units (spatial max); `images` uint8 N x 3 x H x W."""
-        labelled = label_images(self.labeller, images, datasets, image_ids, (1, 1))
+                      alpha_how: str, probe: str, groups=None, labelled=None) -> "ProbeContext":
+        """`activations`: N probe images x n test units (spatial max); `images` uint8 N x 3 x H x W
+        (`labelled`: the same images already labelled, shared between splits)."""
+        if labelled is None:  # image scores come from maps at the cell resolution (or the labeller's own)
+            labelled = label_images(self.labeller, images, datasets, image_ids, (self.resolution,) * 2)
         sig = f"{self.labeller.signature}|probe:{probe}|pool:max|alpha:{alpha:g}({alpha_how})"
         return ProbeContext(np.asarray(activations, np.float64).T, labelled, float(alpha),
                             None if groups is None else np.asarray(groups), sig)

@@ -296,3 +296,22 @@ def _add_by_atom(out: np.ndarray, values: np.ndarray, atom_of: np.ndarray) -> No
     starts = np.flatnonzero(np.r_[True, sorted_atoms[1:] != sorted_atoms[:-1]])
     sums = np.add.reduceat(values[:, order].astype(np.float64), starts, axis=1)
     out[:, sorted_atoms[starts]] += sums
+
+
+def probe_image_max(config: str, seed: int, units: int, indices: Sequence[int], size: int = PROBE_SIZE
+                    ) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """What a probe-set faithfulness metric needs of synthetic units, as a user's recorded folder holds
+    it: the probe scenes (uint8 [size, 3, 112, 112]), each unit's spatial-max activation on each scene
+    (float32 [size, len(indices)], in `indices` order) and the scenes' indices (their image ids)."""
+    _, domain = parse_config(config)
+    inputs, _ = render_inputs(domain, size, seed)
+    layer = config_units(config, seed, units).units.select([int(i) for i in indices]).eval()
+    out = np.empty((size, len(indices)), np.float32)
+    for start in range(0, size, _SCENES_PER_CHUNK):
+        stop = min(size, start + _SCENES_PER_CHUNK)
+        with torch.no_grad():
+            m = layer(torch.from_numpy(inputs[start:stop].astype(np.float32)))  # B, U, h, w
+        out[start:stop] = m.amax(dim=(2, 3)).numpy()
+    ids = [PROBE_OFFSET + i for i in range(size)]
+    images = np.stack([render_scene(domain, i, seed).image for i in ids])
+    return images, out, ids
