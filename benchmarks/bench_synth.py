@@ -101,25 +101,25 @@ def _parquet_digest(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def synth_rows(tmp: Path, units: int, workers: int | None = None) -> list[str]:
-    """Issue 18's synthetic rows: four configs, the first load's one config, 1 vs N workers."""
+def synth_rows(tmp: Path, units: int, workers: int | None = None):
+    """Issue 18's synthetic rows, yielded as measured: the first load's one config on N workers and on
+    one (the scaling row, with a byte comparison), then all four configs on N workers."""
     from milannotations.parallel import default_workers
     from milannotations.synth.catalog import SYNTH_CONFIGS
 
     workers = workers or default_workers()
     one = SYNTH_CONFIGS[0]
-    four = _build(tmp / "four", units, workers, SYNTH_CONFIGS)
     first = _build(tmp / "first", units, workers, [one])
-    lines = [f"| synthetic build, {len(SYNTH_CONFIGS)} configs x {units} units, {workers} workers | {_fig(four)} "
-             f"| <= 90 s (500 units) |",
-             f"| the one config a first load builds ({one}) | {_fig(first)} | <= 30 s |"]
+    yield f"| the one config a first load builds ({one}, {units} units, {workers} workers) | {_fig(first)} | <= 30 s |"
     if workers != 1:
         serial = _build(tmp / "serial", units, 1, [one])
         same = _parquet_digest(tmp / "serial") == _parquet_digest(tmp / "first")
-        lines.append(f"| synthetic scaling ({one}), 1 vs {workers} workers | {_fig(serial)} vs "
-                     f"{first['seconds']:.1f} s: {serial['seconds'] / first['seconds']:.2f}x; files byte-identical: "
-                     f"{'yes' if same else 'NO'} | both cores, same bytes |")
-    return lines
+        yield (f"| synthetic scaling ({one}), 1 vs {workers} workers | {_fig(serial)} vs "
+               f"{first['seconds']:.1f} s: {serial['seconds'] / first['seconds']:.2f}x; files byte-identical: "
+               f"{'yes' if same else 'NO'} | both cores, same bytes |")
+    four = _build(tmp / "four", units, workers, SYNTH_CONFIGS)
+    yield (f"| synthetic build, {len(SYNTH_CONFIGS)} configs x {units} units, {workers} workers | {_fig(four)} "
+           f"| <= 90 s (500 units) |")
 
 
 def main() -> None:
@@ -138,7 +138,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             print("| figure | ours | goal |\n|---|---|---|")
             for line in synth_rows(Path(tmp), args.units or DEFAULT_UNITS, args.workers):
-                print(line)
+                print(line, flush=True)
         return
 
     import torch

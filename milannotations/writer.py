@@ -279,11 +279,13 @@ def write_records(out: Path, meta: ConfigMeta, records: Iterable[dict], split_of
 
 
 def encode_row(meta: ConfigMeta, row: UnitRow, encoding: Encoding = DEFAULT_ENCODING, *,
-               threads: bool = True) -> dict:
+               threads: bool = True, image_cache: dict | None = None) -> dict:
     """One unit's parquet record: PNG-encoded images and masks plus its fields, checked.
 
     `threads` encodes a unit's images on the writer's thread pool (PIL releases the GIL); worker
     processes pass False, since they are the parallelism already. The bytes are the same either way.
+    `image_cache` (image id -> PNG bytes) skips re-encoding an image another unit already showed; only
+    for callers where an id always names the same pixels (the synthetic pool), which gives the same bytes.
     """
     config = meta.config
     uid = make_unit_id(config, row.layer, row.unit)
@@ -298,7 +300,15 @@ def encode_row(meta: ConfigMeta, row: UnitRow, encoding: Encoding = DEFAULT_ENCO
             raise MilanError(f"{uid}: images must be uint8 k x 3 x H x W, got {images.dtype} {images.shape}")
         if images.shape[0] != masks.shape[0] or images.shape[-2:] != masks.shape[-2:]:
             raise MilanError(f"{uid}: images {images.shape} and masks {masks.shape} disagree")
-        image_cells = [{"bytes": b, "path": None} for b in mapper(encode_png, images, [encoding] * len(images))]
+        if image_cache is None:
+            blobs = list(mapper(encode_png, images, [encoding] * len(images)))
+        else:
+            blobs = []
+            for i, image in zip(ids, images):
+                if i not in image_cache:
+                    image_cache[i] = encode_png(image, encoding)
+                blobs.append(image_cache[i])
+        image_cells = [{"bytes": b, "path": None} for b in blobs]
     else:
         image_cells = []
     if len(ids) != masks.shape[0]:

@@ -83,6 +83,19 @@ def test_synthetic_bytes_do_not_depend_on_workers(tmp_path):
     assert {n.split("/")[1] for n in _files(one) if n.startswith("data/")} == set(configs)  # only those
 
 
+def test_sharded_synthetic_build_writes_what_the_one_pass_writer_wrote(tmp_path):
+    """The sharded builder (any workers, PNG of pool images cached) against `build_annotated_config`,
+    the exemplar engine's own one-pass writer that built the corpus before: same files."""
+    from milannotations.synth.build import ScenePool, build_annotated_config, build_synth
+
+    config = "synth-deep-cluttered"
+    reference = tmp_path / "reference"
+    build_annotated_config(reference, config, ScenePool("cluttered", 30, 2), seed=2, units=7, progress=False)
+    sharded = build_synth(tmp_path / "sharded", seed=2, units=7, pool_size=30, configs=[config], progress=False,
+                          workers=1)
+    assert _files(sharded) == _files(reference)
+
+
 def test_shards_cover_every_unit_once():
     from milannotations.synth.build import _shards
 

@@ -207,6 +207,12 @@ def _render_task(task: tuple[str, int, int, int]) -> tuple[np.ndarray, np.ndarra
     return render_scenes(domain, start, stop, seed)
 
 
+# Per worker process: the pool its last task read, and the PNG bytes of the pool images it encoded
+# (a config shows ~7,500 exemplar images drawn from 600 scenes; each is encoded once per process).
+_POOLS: dict[tuple[str, str], ScenePool] = {}
+_PNG: dict[tuple[str, str], dict[int, bytes]] = {}
+
+
 def _shard_task(task: tuple) -> dict:
     """One shard's rows of an annotated config, encoded, and what its provenance needs of the pass."""
     from ..exemplars import compute_exemplars
@@ -216,7 +222,12 @@ def _shard_task(task: tuple) -> dict:
 
     config, seed, units, start, stop, pool_files = task
     family, domain = parse_config(config)
-    pool = ScenePool.from_arrays(domain, seed, np.load(pool_files[0]), np.load(pool_files[1]))
+    if pool_files not in _POOLS:  # every shard of every config of the domain reads the same pool
+        _POOLS.clear()
+        _PNG.clear()
+        _POOLS[pool_files] = ScenePool.from_arrays(domain, seed, np.load(pool_files[0]), np.load(pool_files[1]))
+    pool = _POOLS[pool_files]
+    png = _PNG.setdefault(pool_files, {})
     specs = sample_units(family, domain, units, seed)
     full = SynthNeurons(specs, seed=_unit_seed(seed, config))
     model = SynthNeurons(specs[start:stop])
@@ -238,7 +249,7 @@ def _shard_task(task: tuple) -> dict:
         row = UnitRow(layer=layer, unit=u, images=imgs.numpy(), masks=masks.numpy(),
                       image_ids=[i for _, i in valid],
                       annotations=describe_unit(specs[u], uid, seed, ANNOTATION_COUNT), truth=specs[u].truth())
-        records.append(encode_row(meta, row, threads=False))
+        records.append(encode_row(meta, row, threads=False, image_cache=png))
     return {"records": records, "k": stats.k, "quantile": stats.quantile, "images": stats.images,
             "skipped": stats.skipped, "error_max": float(stats.threshold_error[layer].max()),
             "extra": {k: v for k, v in stats.extra.items() if k != "world_size"}}
@@ -284,7 +295,8 @@ def _shards(units: int, workers: int) -> list[tuple[int, int]]:
 
 def _build_annotated_parallel(out: Path, configs: Sequence[str], *, seed: int, units: int, pool_size: int,
                               workers: int, progress: bool) -> None:
-    """`build_annotated_config` of every config in `configs` on `workers` processes, same bytes."""
+    """`build_annotated_config` of every config in `configs` on `workers` processes (1: in this one), same
+    bytes. Pool images are PNG-encoded once per process, not once per exemplar slot."""
     import tempfile
 
     from .. import parallel
@@ -292,14 +304,20 @@ def _build_annotated_parallel(out: Path, configs: Sequence[str], *, seed: int, u
     from ..writer import write_records
 
     domains = list(dict.fromkeys(parse_config(c)[1] for c in configs))
-    pool = parallel.executor(workers, preload=(__name__,))
+    pool = parallel.executor(workers, preload=(__name__,)) if workers > 1 else None
+
+    def run(fn, tasks, window):
+        if pool is None:  # one process: the same tasks in order, here
+            return map(fn, tasks)
+        return parallel.ordered(pool, fn, tasks, window=window)
+
     try:
         with tempfile.TemporaryDirectory(prefix=".synth-pools-", dir=out.parent if out.parent.exists() else None) as tmp:
             files: dict[str, tuple[str, str]] = {}
             render = [(d, a, min(a + _RENDER_SHARD, pool_size), seed) for d in domains
                       for a in range(0, pool_size, _RENDER_SHARD)]
             parts: dict[str, list] = {d: [] for d in domains}
-            for (d, *_rest), part in zip(render, parallel.ordered(pool, _render_task, render, window=len(render))):
+            for (d, *_rest), part in zip(render, run(_render_task, render, len(render))):
                 parts[d].append(part)
             for d in domains:
                 files[d] = (str(Path(tmp) / f"{d}-images.npy"), str(Path(tmp) / f"{d}-inputs.npy"))
@@ -307,7 +325,7 @@ def _build_annotated_parallel(out: Path, configs: Sequence[str], *, seed: int, u
                 np.save(files[d][1], np.concatenate([p[1] for p in parts[d]]))
             parts.clear()
             tasks = [(c, seed, units, a, b, files[parse_config(c)[1]]) for c in configs for a, b in _shards(units, workers)]
-            results = parallel.ordered(pool, _shard_task, tasks, window=max(2 * workers, len(_shards(units, workers)) + workers))
+            results = run(_shard_task, tasks, max(2 * workers, len(_shards(units, workers)) + workers))
             bar = None
             if progress:
                 from tqdm.auto import tqdm
@@ -324,7 +342,10 @@ def _build_annotated_parallel(out: Path, configs: Sequence[str], *, seed: int, u
             if bar is not None:
                 bar.close()
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        _POOLS.clear()
+        _PNG.clear()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def build_net_config(out: Path, config: str, *, seed: int = 0, pool_size: int = POOL_SIZE,
@@ -380,22 +401,14 @@ def build_synth(out: str | Path, seed: int = 0, units: int = DEFAULT_UNITS, conf
     workers = _workers(workers, units, pool_size)
     with _one_thread():
         annotated = [c for c in configs if parse_config(c)[0] != "net"]
-        if workers > 1 and annotated:
+        if annotated:
             _build_annotated_parallel(out, annotated, seed=seed, units=units, pool_size=pool_size,
                                       workers=workers, progress=progress)
-        pools: dict[str, ScenePool] = {}
         for config in configs:
-            family, domain = parse_config(config)
-            if workers > 1 and family != "net":
-                continue
-            if family == "net":
+            if parse_config(config)[0] == "net":
                 build_net_config(out, config, seed=seed, pool_size=pool_size, cache_dir=cache_dir,
                                  steps=backbone_steps, progress=progress, channels=net_channels,
                                  train_scenes=backbone_scenes)
-                continue
-            if domain not in pools:
-                pools[domain] = ScenePool(domain, pool_size, seed, progress=progress)
-            build_annotated_config(out, config, pools[domain], seed=seed, units=units, progress=progress)
     return out
 
 
