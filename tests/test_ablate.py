@@ -190,3 +190,17 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(folder, tmp_path, monkeypa
         err = capsys.readouterr().err
         assert needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
         assert not (tmp_path / "b").exists()
+
+
+def test_parser_uses_the_common_flag_names():
+    import argparse
+
+    from applications.ablate_cli import build_parser
+    from milannotations.cli import COMMON_FLAGS
+
+    seen = set()
+    for action in build_parser()._actions:
+        if action.dest in COMMON_FLAGS and action.help is not argparse.SUPPRESS:
+            assert action.option_strings == [COMMON_FLAGS[action.dest]]
+            seen.add(action.dest)
+    assert seen == set(COMMON_FLAGS)
