@@ -4,8 +4,8 @@ Why not `datasets.Dataset`: on a fresh cache `datasets` first copies every parqu
 Arrow cache (9.6 s for a 300-unit config, minutes for the real corpus) before the first row, and
 importing it costs ~2 s. A built config is already row-grouped parquet (8 units a row group, see
 `milannotations.writer`), so a unit is one row-group read away: the footers give the row counts,
-a row group is read (only the asked-for columns) when one of its rows is asked for, and the two
-most recent row groups are kept for neighbours. Memory stays at a few row groups whatever the
+a row group is read (only the asked-for columns) when one of its rows is asked for, and the
+most recent row-group reads are kept for neighbours. Memory stays at a few row groups whatever the
 config size. Files are read, not memory-mapped: mapped pages of a sequential scan stay resident
 and would count in the process's RSS as the whole file.
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     import datasets
     import pyarrow.parquet as pq
 
-_CACHED_GROUPS = 2  # row groups kept per table source: the current one and its predecessor
+_CACHED_GROUPS = 4  # row-group reads kept per table source (a group's text and masks, its images; and the previous group's)
 _TEXT_CACHE_LIMIT = 64 << 20  # text columns kept once read (ids, annotations) up to about this many bytes
 
 

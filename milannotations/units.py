@@ -85,11 +85,17 @@ def decode_images(cells: Sequence, hw: tuple[int, int] = (0, 0)) -> torch.Tensor
     return torch.from_numpy(out)
 
 
-def to_exemplars(row: dict, *, annotated: bool = False) -> Exemplars:
+def _table_images(table: UnitTable, i: int, hw: tuple[int, int]) -> torch.Tensor:
+    """Row `i`'s images, read from its table and decoded: what a unit from a `UnitSet` loads on first `.images`."""
+    return decode_images(table.raw_row(i, ("images",))["images"] or [], hw)
+
+
+def to_exemplars(row: dict, *, annotated: bool = False, images_from=None) -> Exemplars:
     """A unit record (decoded or raw image cells) as uint8 images and bool masks.
 
     With `annotated=True` the result carries the descriptions (training units
-    only); `truth` is never carried. Masks are decoded now, images on first access of `.images`.
+    only); `truth` is never carried. Masks are decoded now, images on first access of `.images`
+    (from the row's cells, or by `images_from(hw)` where the row was read without them).
     """
     fields = dict(unit_id=row["unit_id"], model=row["model"], dataset=row["dataset"],
                   layer=str(row["layer"]), unit=int(row["unit"]), masks=decode_masks(row["masks"]),
@@ -100,9 +106,11 @@ def to_exemplars(row: dict, *, annotated: bool = False) -> Exemplars:
     unit = cls.__new__(cls)  # every field but `images`, set as the frozen dataclass's __init__ sets them
     for k, v in fields.items():
         object.__setattr__(unit, k, v)
-    # `Exemplars.__getattr__` decodes on first read of `.images`; a partial of a module function pickles
-    object.__setattr__(unit, "_images_from",
-                       functools.partial(decode_images, list(row["images"] or ()), tuple(fields["masks"].shape[-2:])))
+    hw = tuple(fields["masks"].shape[-2:])
+    # `Exemplars.__getattr__` decodes on first read of `.images`; partials of module functions pickle
+    loader = (functools.partial(images_from, hw) if images_from is not None
+              else functools.partial(decode_images, list(row.get("images") or ()), hw))
+    object.__setattr__(unit, "_images_from", loader)
     return unit
 
 
@@ -125,8 +133,9 @@ class UnitSet(Sequence[Exemplars]):
                     ds = ds.cast_column(col, HFSequence(Image(decode=False)))
         self._ds = ds.remove_columns([c for c in ("truth",) if c in ds.column_names]) if not annotated else ds
         self.annotated = annotated
+        # From a UnitTable the images column is read only when a unit's `.images` is first touched.
         self._read = tuple(c for c in (*_EXEMPLAR_COLUMNS, *(("annotations",) if annotated else ()))
-                           if c in self._ds.column_names)
+                           if c in self._ds.column_names and not (c == "images" and isinstance(ds, UnitTable)))
 
     def __len__(self) -> int:
         return len(self._ds)
@@ -142,12 +151,19 @@ class UnitSet(Sequence[Exemplars]):
         if i < 0:
             i += len(self)
         if isinstance(self._ds, UnitTable):
-            return to_exemplars(self._ds.raw_row(int(i), self._read), annotated=self.annotated)
+            return self._unit(int(i), self._ds.raw_row(int(i), self._read))
         return to_exemplars(self._ds[int(i)], annotated=self.annotated)
 
+    def _unit(self, i: int, row: dict) -> Exemplars:
+        images = functools.partial(_table_images, self._ds, i) if "images" in self._ds.column_names else None
+        return to_exemplars(row, annotated=self.annotated, images_from=images)
+
     def __iter__(self) -> Iterator[Exemplars]:
-        rows = self._ds.iter_raw(self._read) if isinstance(self._ds, UnitTable) else self._ds
-        for row in rows:
+        if isinstance(self._ds, UnitTable):
+            for i, row in enumerate(self._ds.iter_raw(self._read)):
+                yield self._unit(i, row)
+            return
+        for row in self._ds:
             yield to_exemplars(row, annotated=self.annotated)
 
     @property

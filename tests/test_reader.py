@@ -81,10 +81,11 @@ import milannotations as mn
 from milannotations import table
 reads = []
 orig = table._Shards.group
-table._Shards.group = lambda self, g, cols: (reads.append(g), orig(self, g, cols))[1] if (g, cols) not in self._groups else orig(self, g, cols)
+table._Shards.group = lambda self, g, cols: (reads.append([g, "images" in cols]), orig(self, g, cols))[1] if (g, cols) not in self._groups else orig(self, g, cols)
 unit = mn.UnitSet(mn.load({CONFIG!r}, split="train", root=sys.argv[1]), annotated=True)[0]
+before = list(reads)
 shape = list(unit.images.shape)
-print(json.dumps({{"reads": reads, "shape": shape, "datasets": "datasets" in sys.modules}}))
+print(json.dumps({{"before": before, "reads": reads, "shape": shape, "datasets": "datasets" in sys.modules}}))
 """
     hf = tmp_path / "hf"
     env = {**os.environ, "HF_HOME": str(hf), "HF_DATASETS_CACHE": str(hf / "datasets")}
@@ -92,7 +93,9 @@ print(json.dumps({{"reads": reads, "shape": shape, "datasets": "datasets" in sys
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    assert got == {"reads": [0], "shape": [3, 3, 12, 10], "datasets": False}
+    # the unit's text and masks from row group 0; its images from the same row group when first read
+    assert got == {"before": [[0, False]], "reads": [[0, False], [0, True]], "shape": [3, 3, 12, 10],
+                   "datasets": False}
     assert not hf.exists() or not any(hf.rglob("*.arrow"))
 
 
