@@ -199,7 +199,6 @@ def _annotated_meta(config: str, seed: int, units: int, pool_size: int) -> Confi
 # Pools are rendered in scene shards the same way and handed to workers as .npy files.
 
 _RENDER_SHARD = 100  # scenes per render task
-_UNIT_SHARD = 125  # units per shard task (at least `workers` shards per config)
 
 
 def _render_task(task: tuple[str, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -287,8 +286,9 @@ def _workers(workers: int | None, units: int, pool_size: int) -> int:
 
 
 def _shards(units: int, workers: int) -> list[tuple[int, int]]:
-    n = max(workers, -(-units // _UNIT_SHARD))
-    n = min(n, units)
+    # One shard per worker: every shard pays a fixed cost (two passes over the pool's concept maps),
+    # and units come in shuffled order (`sample_units`), so equal contiguous shards are balanced.
+    n = min(max(1, workers), units)
     bounds = [round(i * units / n) for i in range(n + 1)]
     return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
 
