@@ -342,6 +342,8 @@ class FaithfulnessScorer:
 
 @dataclass
 class ProbeContext:
+    """The split's test units on a probe set: their activations and the images, labelled once."""
+
     activations: np.ndarray  # n units x N probe images
     labelled: _Joined
     alpha: float
