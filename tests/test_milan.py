@@ -484,42 +484,51 @@ def _tiny_training():
 
 
 def test_parallel_fit_is_the_sequential_fit():
-    """The LM trained in a forked process next to the decoder gives bitwise the weights and history of
+    """The LM trained in its own process next to the decoder gives bitwise the weights and history of
     the old order (LM, then decoder, in this process), and the global RNG is left as it was."""
-    from baselines.milan.train import History, fit_both
-
     anns, feats, ids, vocab, lcfg, dcfg, config = _tiny_training()
     runs = []
-    for parallel in (False, True):
-        history, lines = History(), []
-        state = torch.random.get_rng_state()
-        with torch.random.fork_rng(devices=[]):
-            lm, decoder = fit_both(anns, feats, ids, vocab, lcfg, dcfg, config, history, progress=False,
-                                   parallel=parallel, announce=lines.append)
-        assert torch.equal(torch.random.get_rng_state(), state)
-        weights = {**{f"lm.{k}": v for k, v in lm.state_dict().items()},
-                   **{f"decoder.{k}": v for k, v in decoder.state_dict().items()}}
-        runs.append((weights, history, lines))
-        assert not lm.training and not decoder.training
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the default on a 2-core machine: the LM keeps 2, the decoder runs on 1
+    try:
+        for parallel in (False, True):
+            runs.append(_fit_both_run(anns, feats, ids, vocab, lcfg, dcfg, config, parallel))
+            assert torch.get_num_threads() == 2  # restored after the decoder's epochs
+    finally:
+        torch.set_num_threads(threads)
     (seq, h_seq, l_seq), (par, h_par, l_par) = runs
     assert seq.keys() == par.keys() and all(torch.equal(seq[k], par[k]) for k in seq)
     assert (h_seq.lm_epochs, h_seq.lm_val_loss, h_seq.val_bleu, h_seq.train_loss, h_seq.best_epoch) == \
            (h_par.lm_epochs, h_par.lm_val_loss, h_par.val_bleu, h_par.train_loss, h_par.best_epoch)
     assert h_par.lm_epochs == 3 and len(h_par.lm_epoch_s) == 3  # the child's history came back
     assert len(l_seq) == len(l_par) == 1 and "LM alongside" in l_par[0] and "after the LM" in l_seq[0]
-    assert torch.get_num_threads() == 1  # the module's setting, restored after the decoder's epochs
 
 
-def test_parallel_fit_reports_the_lm_process_failure(monkeypatch):
+def _fit_both_run(anns, feats, ids, vocab, lcfg, dcfg, config, parallel: bool):
+    """One `fit_both`: its weights, history and announced lines; it leaves the global RNG alone."""
+    from baselines.milan.train import History, fit_both
+
+    history, lines = History(), []
+    state = torch.random.get_rng_state()
+    with torch.random.fork_rng(devices=[]):
+        lm, decoder = fit_both(anns, feats, ids, vocab, lcfg, dcfg, config, history, progress=False,
+                               parallel=parallel, announce=lines.append)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    weights = {**{f"lm.{k}": v for k, v in lm.state_dict().items()},
+               **{f"decoder.{k}": v for k, v in decoder.state_dict().items()}}
+    assert not lm.training and not decoder.training
+    return weights, history, lines
+
+
+def test_parallel_fit_reports_the_lm_process_failure():
+    from dataclasses import replace
+
     from baselines.milan import train
 
-    def broken(*_a, **_k):
-        raise ValueError("no LM today")
-
-    monkeypatch.setattr(train, "fit_lm", broken)  # inherited by the forked child
     anns, feats, ids, vocab, lcfg, dcfg, config = _tiny_training()
-    with pytest.raises(RuntimeError, match="training the LM failed: ValueError: no LM today"):
-        train.fit_both(anns, feats, ids, vocab, lcfg, dcfg, config, train.History(), progress=False, parallel=True)
+    broken = replace(lcfg, vocab_size=1)  # <pad> outside the LM's embedding: its process fails building it
+    with pytest.raises(RuntimeError, match=r"training the LM failed \(exit code 1\): AssertionError: Padding_idx"):
+        train.fit_both(anns, feats, ids, vocab, broken, dcfg, config, train.History(), progress=False, parallel=True)
 
 
 def test_training_estimate_line():

@@ -230,37 +230,34 @@ def estimate_line(history: History, config: TrainConfig, n_units: int, side_by_s
 
 # --- the LM and the decoder side by side ----------------------------------------------------------
 
-def _lm_process(conn, annotations, vocab, lm_config, length, config) -> None:
-    """The forked child of `fit_both`: train the LM on one thread, send its weights and history back.
+def lm_worker_main() -> None:
+    """The LM's own process (`python -m baselines.milan.lm_worker`, started by `fit_both`).
 
-    The weights travel as safetensors bytes and the history as JSON, so nothing is unpickled.
+    It reads its job as JSON on stdin (descriptions, vocabulary words, sizes, settings, thread count,
+    an output folder), trains exactly as `fit_lm` does, and writes the weights as safetensors and the
+    history as JSON into that folder, so nothing crosses the boundary as a pickle. A fresh
+    interpreter rather than a fork: GNU OpenMP's thread pool does not survive fork (a forked child
+    that runs a parallel region after its parent did hangs).
     """
     import json
-    import traceback
-
-    try:
-        torch.set_num_threads(1)
-        history = History()
-        lm = fit_lm(annotations, vocab, lm_config, length, config, history, progress=False, device="cpu")
-        from safetensors.torch import save
-
-        weights = save({k: v.detach().contiguous() for k, v in lm.state_dict().items()})
-        record = {"lm_epochs": history.lm_epochs, "lm_val_loss": history.lm_val_loss,
-                  "lm_epoch_s": history.lm_epoch_s}
-        conn.send_bytes(json.dumps({"ok": True, "history": record}).encode())
-        conn.send_bytes(weights)
-    except BaseException as e:  # noqa: BLE001 - reported to the parent, which raises it
-        conn.send_bytes(json.dumps({"ok": False, "error": f"{type(e).__name__}: {e}",
-                                    "traceback": traceback.format_exc()}).encode())
-    finally:
-        conn.close()
-
-
-def _can_fork() -> bool:
-    import multiprocessing as mp
     import sys
+    from pathlib import Path
 
-    return sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods()
+    from safetensors.torch import save_file
+
+    from .vocab import Vocab
+
+    job = json.loads(sys.stdin.read())
+    out = Path(job["output"])
+    torch.set_num_threads(int(job["threads"]))
+    history = History()
+    vocab = Vocab(tuple(job["words"]))
+    lm = fit_lm(job["annotations"], vocab, LMConfig(**job["lm"]), int(job["length"]), TrainConfig(**job["train"]),
+                history, progress=False, device="cpu")
+    save_file({k: v.detach().contiguous() for k, v in lm.state_dict().items()}, str(out / "lm.safetensors"))
+    (out / "history.json").write_text(json.dumps({"lm_epochs": history.lm_epochs,
+                                                  "lm_val_loss": history.lm_val_loss,
+                                                  "lm_epoch_s": history.lm_epoch_s}))
 
 
 def fit_both(annotations: Sequence[Sequence[str]], features: torch.Tensor, unit_ids: Sequence[str], vocab: Vocab,
@@ -270,21 +267,21 @@ def fit_both(annotations: Sequence[Sequence[str]], features: torch.Tensor, unit_
     """The LM and the decoder, each exactly as `fit_lm` and `fit_decoder` train them.
 
     They are independent (each seeds itself; the decoder never reads the LM), so on a CPU with two or
-    more threads the LM trains in a forked process on one thread while the decoder trains here on
-    the others, and the decoder takes every thread back as soon as the LM is done. Two small
-    recurrent models use two cores better side by side than one after the other on two threads
-    (measured in docs/milan.md). The weights are the same as the sequential path's: each model sees
-    the same seeds, batches and dropout draws in its own process, and on the CPUs checked the
-    kernels give bitwise-equal results on one or two threads
-    (`test_parallel_fit_is_the_sequential_fit`). `parallel=None`: side by side when on CPU, with at
-    least two threads, on Linux (fork); otherwise one after the other.
+    more threads the LM trains in a second process (`lm_worker_main`) while the decoder trains here on one thread, and
+    the decoder takes every thread back as soon as the LM is done. Two small recurrent models use
+    two cores better side by side than one after the other (measured in docs/milan.md). The weights
+    are bitwise the sequential path's: each model sees the same seeds, batches and dropout draws in
+    its own process; the LM keeps the thread count it had (its `nn.LSTM` gradients differ in the last
+    bit between one and two threads on this machine), the decoder's kernels give the same bits on
+    one thread as on two (`test_parallel_fit_is_the_sequential_fit` checks the whole of it).
+    `parallel=None`: side by side when on CPU with at least two threads; otherwise one after the other.
 
     `announce(line)`, if given, receives one line after the decoder's first epoch: how long training
     this split will take, from that epoch's time (`estimate_line`).
     """
     threads = torch.get_num_threads()
     if parallel is None:
-        parallel = str(device) == "cpu" and threads >= 2 and _can_fork()
+        parallel = str(device) == "cpu" and threads >= 2
     length = decoder_config.length
     told = []
 
@@ -298,54 +295,53 @@ def fit_both(annotations: Sequence[Sequence[str]], features: torch.Tensor, unit_
         return lm, fit_decoder(features, annotations, unit_ids, vocab, decoder_config, config, history,
                                progress, device, on_epoch=lambda _e: tell(False))
     import json
-    import multiprocessing as mp
+    import os
+    import subprocess
+    import sys
+    import tempfile
 
-    ctx = mp.get_context("fork")
-    receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_lm_process, args=(send, annotations, vocab, lm_config, length, config),
-                        name="milan-lm", daemon=True)
-    child.start()
-    send.close()
-    got: list[bytes] = []
+    from safetensors.torch import load_file
 
-    def collect(block: bool) -> bool:
-        """Read the child's answer if it is there (or wait for it); True once it has been read."""
-        if not got and (block or receive.poll()):
-            try:
-                head = json.loads(receive.recv_bytes())
-            except EOFError:
-                head = {"ok": False, "error": f"the LM process ended without an answer (exit code "
-                                              f"{child.exitcode})"}
-            got.append(head)
-            if head.get("ok"):
-                got.append(receive.recv_bytes())
-        return bool(got)
+    work = tempfile.TemporaryDirectory(prefix="milan-lm-")
+    job = {"annotations": [list(a) for a in annotations], "words": list(vocab.words), "lm": lm_config.to_dict(),
+           "length": length, "train": config.to_dict(), "threads": threads, "output": work.name}
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    log = open(os.path.join(work.name, "stderr.txt"), "wb")  # a file, not a pipe nobody reads meanwhile
+    child = subprocess.Popen([sys.executable, "-m", "baselines.milan.lm_worker"], stdin=subprocess.PIPE,
+                             stderr=log, stdout=subprocess.DEVNULL, env=env)
+    child.stdin.write(json.dumps(job).encode())
+    child.stdin.close()
 
     def on_epoch(_epoch: int) -> None:
         tell(True)
-        if collect(block=False):
+        if child.poll() is not None:  # the LM is done: the decoder takes every thread back
             torch.set_num_threads(threads)
 
-    torch.set_num_threads(max(1, threads - 1))
+    torch.set_num_threads(1)
     try:
         decoder = fit_decoder(features, annotations, unit_ids, vocab, decoder_config, config, history, progress,
                               device, on_epoch=on_epoch)
-        collect(block=True)
+        child.wait()
     finally:
         torch.set_num_threads(threads)
-        if not got:
+        if child.poll() is None:
             child.kill()
-        child.join()
-        receive.close()
-    head = got[0]
-    if not head.get("ok"):
-        raise RuntimeError(f"training the LM failed: {head.get('error')}\n{head.get('traceback', '')}")
-    from safetensors.torch import load
-
-    lm = LanguageModel(lm_config, vocab.pad)
-    lm.load_state_dict(load(got[1]))
+            child.wait()
+        log.close()
+    try:
+        if child.returncode != 0:
+            with open(os.path.join(work.name, "stderr.txt"), "rb") as f:
+                lines = f.read().decode(errors="replace").strip().splitlines()
+            tail = lines[-1:] or ["(no message)"]
+            raise RuntimeError(f"training the LM failed (exit code {child.returncode}): {tail[0]}")
+        lm = LanguageModel(lm_config, vocab.pad)
+        lm.load_state_dict(load_file(os.path.join(work.name, "lm.safetensors")))
+        with open(os.path.join(work.name, "history.json")) as f:
+            rec = json.load(f)
+    finally:
+        work.cleanup()
     lm.eval()
-    rec = head["history"]
     history.lm_epochs, history.lm_val_loss, history.lm_epoch_s = (rec["lm_epochs"], rec["lm_val_loss"],
                                                                    rec["lm_epoch_s"])
     return lm, decoder
+
