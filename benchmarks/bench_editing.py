@@ -153,10 +153,18 @@ def _one_seed(seed: int):
         sizes = editing.EditSizes.quick() if args.quick else editing.EditSizes()
         e = editing.run_seed(seed, describer, sizes, log=log)
         e.sizes = dict(sizes.__dict__)
+        # each seed's record as soon as it exists: a long run that is stopped keeps what it measured
+        (args.output / f"editing-seed{seed}.json").write_text(json.dumps(
+            {**e.summary_row(), "base": e.base, "edited": e.edited, "random": e.random, "cost_same_k": e.cost_same_k,
+             "cost_tuned": e.cost_tuned, "reference": e.reference, "curves": e.curves,
+             "cue_units": [str(u) for u in e.cue_units], "descriptions": e.descriptions}, indent=1, default=str))
     if args.audit or args.audit_only:
         asizes = audit.AuditSizes.quick() if args.quick else audit.AuditSizes()
         a = audit.run_seed(seed, describer, asizes, log=log)
         a.sizes = dict(asizes.__dict__)
+        (args.output / f"audit-seed{seed}.json").write_text(json.dumps(
+            {**a.row(), "with_units": a.with_concept, "without_units": a.without_concept,
+             "descriptions": a.descriptions}, indent=1))
     return e, a
 
 
