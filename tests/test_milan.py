@@ -258,8 +258,7 @@ def test_fit_chooses_decoding_on_validation_units_and_records_it(tmp_path, monke
     def no_training(*a, **k):
         raise AssertionError("trained again")
 
-    monkeypatch.setattr(describer_mod, "fit_decoder", no_training)
-    monkeypatch.setattr(describer_mod, "fit_lm", no_training)
+    monkeypatch.setattr(describer_mod, "fit_both", no_training)
     fixed = create_describer("milan", beam=4, **args)
     fixed.fit(units)
     assert not seen and (fixed.beam, fixed.lam) == (4, 0.2) and fixed.fit_record["selection"] is None

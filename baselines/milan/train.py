@@ -263,17 +263,19 @@ def lm_worker_main() -> None:
 def fit_both(annotations: Sequence[Sequence[str]], features: torch.Tensor, unit_ids: Sequence[str], vocab: Vocab,
              lm_config: LMConfig, decoder_config: DecoderConfig, config: TrainConfig, history: History,
              progress: bool = True, device: str = "cpu", parallel: bool | None = None,
-             announce: Callable[[str], None] | None = None) -> tuple[LanguageModel, ShowAttendTell]:
+             announce: Callable[[str], None] | None = None,
+             decoder_threads: int | None = None) -> tuple[LanguageModel, ShowAttendTell]:
     """The LM and the decoder, each exactly as `fit_lm` and `fit_decoder` train them.
 
     They are independent (each seeds itself; the decoder never reads the LM), so on a CPU with two or
-    more threads the LM trains in a second process (`lm_worker_main`) while the decoder trains here on one thread, and
-    the decoder takes every thread back as soon as the LM is done. Two small recurrent models use
-    two cores better side by side than one after the other (measured in docs/milan.md). The weights
-    are bitwise the sequential path's: each model sees the same seeds, batches and dropout draws in
-    its own process; the LM keeps the thread count it had (its `nn.LSTM` gradients differ in the last
-    bit between one and two threads on this machine), the decoder's kernels give the same bits on
-    one thread as on two (`test_parallel_fit_is_the_sequential_fit` checks the whole of it).
+    more threads the LM trains in a second process (`lm_worker_main`) while the decoder trains here.
+    The weights are bitwise the sequential path's: each model sees the same seeds, batches and
+    dropout draws in its own process, and both keep the thread count they had, because on this
+    machine both models' gradients differ in the last bit between one and two threads (`nn.LSTM`
+    at any size; the decoder at the paper's sizes) and early stopping can turn a last bit into other
+    descriptions (`test_parallel_fit_is_the_sequential_fit` checks the whole of it).
+    `decoder_threads=1` runs the decoder on one thread while the LM trains (much faster on a loaded
+    machine, docs/milan.md) at the price of those last bits.
     `parallel=None`: side by side when on CPU with at least two threads; otherwise one after the other.
 
     `announce(line)`, if given, receives one line after the decoder's first epoch: how long training
@@ -317,7 +319,7 @@ def fit_both(annotations: Sequence[Sequence[str]], features: torch.Tensor, unit_
         if child.poll() is not None:  # the LM is done: the decoder takes every thread back
             torch.set_num_threads(threads)
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(decoder_threads or threads)
     try:
         decoder = fit_decoder(features, annotations, unit_ids, vocab, decoder_config, config, history, progress,
                               device, on_epoch=on_epoch)
