@@ -142,20 +142,22 @@ def bars(monkeypatch):
 
 
 def test_no_progress_silences_library_bars_in_every_command(bars, tmp_path, monkeypatch):
-    import sys
 
     import leaderboard.validate
     from milannotations.cli import main as mn_main
 
+    import importlib
+
     seen, reset, probe = bars
-    monkeypatch.setattr(sys.modules["milannotations.build"], "build", probe)
-    monkeypatch.setattr(sys.modules["milannotations.synth.build"], "build_synth", probe)
+    # the package loads its modules lazily: import them, so the patches land where the commands look
+    monkeypatch.setattr(importlib.import_module("milannotations.build"), "build", probe)
+    monkeypatch.setattr(importlib.import_module("milannotations.synth.build"), "build_synth", probe)
     import milannotations.imagejoin as imagejoin
 
     monkeypatch.setattr(imagejoin, "open_sources", probe)
-    import milannotations.exemplars as exemplars
+    import milannotations.exemplars.images as exemplar_images  # where run_exemplars takes it from
 
-    monkeypatch.setattr(exemplars, "ImageFolderDataset", probe)
+    monkeypatch.setattr(exemplar_images, "ImageFolderDataset", probe)
     monkeypatch.setattr(leaderboard.validate, "validate_paths", probe)
     (tmp_path / "imgs").mkdir()
     runs = [
