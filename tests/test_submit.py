@@ -142,11 +142,10 @@ def bars(monkeypatch):
 
 
 def test_no_progress_silences_library_bars_in_every_command(bars, tmp_path, monkeypatch):
+    import importlib
 
     import leaderboard.validate
     from milannotations.cli import main as mn_main
-
-    import importlib
 
     seen, reset, probe = bars
     # the package loads its modules lazily: import them, so the patches land where the commands look
