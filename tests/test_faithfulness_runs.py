@@ -32,7 +32,15 @@ def folder(tmp_path_factory) -> Path:
     return out
 
 
-def test_netdissect_on_a_user_folder_prints_probe_faithfulness(folder, tmp_path, capsys):
+def test_netdissect_on_a_user_folder_prints_probe_faithfulness(folder, tmp_path, capsys, monkeypatch):
+    import baselines.clip.models as clip_models
+    from baselines.clip.synth_clip import load_synth_clip
+
+    small = load_synth_clip(cache_dir=tmp_path / "clip", steps=4, pool_scenes=12, batch_size=16)
+    real = clip_models.load_clip
+    # a 4-step synthetic CLIP stands in for the full one (minutes to train in a fresh cache)
+    monkeypatch.setattr(clip_models, "load_clip", lambda model="synth", *a, **k: small if model == "synth"
+                        else real(model, *a, **k))
     out = tmp_path / "run"
     assert eval_main(["--describer", "netdissect", "--describer-args", "segmenter=synth", "--benchmark", str(folder),
                       "--labeller", "clip", "--labeller-args", "model=synth", "--limit", "12", "--no-progress",
