@@ -85,7 +85,6 @@ def _select(args):
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
     import torch
 
     from milannotations.fsutil import atomic_write_text, check_output_dir

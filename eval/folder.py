@@ -37,7 +37,7 @@ from milannotations.errors import MilanError
 from .describing import describe_batches, seed_everything
 from .environment import environment
 from .faithful import build_run_faithfulness, describer_uses
-from .results import FLOOR_DESCRIBERS, write_run
+from .results import write_run
 from .scoring import best_floor, normalized_scores, score_dict
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import torch
 import torch.nn.functional as F
 
 from .base import ImageBatch, Labelled, Labeller
