@@ -206,20 +206,7 @@ def test_run_key_includes_probe_settings(tmp_path):
     assert plain == run_key(*args)
 
 
-class _Counting(torch.utils.data.Dataset):
-    """Records which indices were read; optionally 'killed' at one index."""
-
-    def __init__(self, images, fail_at=None):
-        self.images, self.fail_at, self.seen = images, fail_at, []
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, i):
-        if i == self.fail_at:
-            raise KeyboardInterrupt("killed")
-        self.seen.append(i)
-        return self.images[i]
+from tests.test_exemplars import _Counting  # noqa: E402  (records reads; 'killed' at one index)
 
 
 def test_first_pass_fills_the_chunks_and_a_killed_recording_resumes(tmp_path):
