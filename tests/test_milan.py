@@ -484,18 +484,21 @@ def _tiny_training():
 
 def test_parallel_fit_is_the_sequential_fit():
     """The LM trained in its own process next to the decoder gives bitwise the weights and history of
-    the old order (LM, then decoder, in this process), and the global RNG is left as it was."""
+    the LM then the decoder in this process, whatever the caller's thread count (both train on one
+    thread), and the global RNG and thread count are left as they were."""
     anns, feats, ids, vocab, lcfg, dcfg, config = _tiny_training()
     runs = []
     threads = torch.get_num_threads()
-    torch.set_num_threads(2)  # the default on a 2-core machine: the LM keeps 2, the decoder runs on 1
     try:
-        for parallel in (False, True):
+        for parallel, caller_threads in ((False, 2), (True, 2), (False, 1)):
+            torch.set_num_threads(caller_threads)
             runs.append(_fit_both_run(anns, feats, ids, vocab, lcfg, dcfg, config, parallel))
-            assert torch.get_num_threads() == 2  # restored after the decoder's epochs
+            assert torch.get_num_threads() == caller_threads  # restored after training
     finally:
         torch.set_num_threads(threads)
+    one_thread = runs.pop()[0]
     (seq, h_seq, l_seq), (par, h_par, l_par) = runs
+    assert all(torch.equal(seq[k], one_thread[k]) for k in seq)
     assert seq.keys() == par.keys() and all(torch.equal(seq[k], par[k]) for k in seq)
     assert (h_seq.lm_epochs, h_seq.lm_val_loss, h_seq.val_bleu, h_seq.train_loss, h_seq.best_epoch) == \
            (h_par.lm_epochs, h_par.lm_val_loss, h_par.val_bleu, h_par.train_loss, h_par.best_epoch)
@@ -539,3 +542,80 @@ def test_training_estimate_line():
                     "(23 epochs; early stopping ends it after 11-100 epochs: 22-200 s)")
     short = estimate_line(history, TrainConfig(max_epochs=5, patience=10), 450, side_by_side=True)
     assert "LM alongside" in short and "about 10 s" in short and "after 5-5 epochs" in short
+
+
+def _padded_batch(vocab, anns, n: int = 8):
+    from baselines.milan.train import _pad
+
+    rows = [vocab.index(a, 6) for x in anns for a in x][:n]
+    return _pad(rows, vocab.pad)
+
+
+def _grads(module) -> dict:
+    return {k: p.grad.clone() for k, p in module.named_parameters() if p.grad is not None}
+
+
+def test_dropout_masks_are_f_dropouts_draws():
+    from baselines.milan.decoder import dropout_masks
+
+    x = torch.randn(5, 7)
+    torch.manual_seed(3)
+    expected = torch.nn.functional.dropout(x, 0.5, training=True)
+    torch.manual_seed(3)
+    assert torch.equal(x * dropout_masks((5, 7), 0.5, x.device), expected)
+    assert dropout_masks((5, 7), 0.0, x.device) is None
+
+
+def test_decoder_training_loss_is_teacher_forcing_on_real_tokens():
+    """The packed training loss equals `forward` + nll_loss(ignore pad) + attention penalty, with the same
+    dropout draws (train mode, same seed: same value, same gradients, the RNG left in the same state)."""
+    anns, feats, _, vocab, _, dcfg, _ = _tiny_training()
+    torch.manual_seed(0)
+    decoder = ShowAttendTell(dcfg).train()
+    targets = _padded_batch(vocab, anns)
+    assert (targets == vocab.pad).any()  # a batch with padding
+    batch_feats = feats[: targets.shape[0]]
+
+    def reference():
+        inputs = torch.cat([torch.full_like(targets[:, :1], vocab.start), targets[:, :-1]], dim=1)
+        logp, alphas = decoder(batch_feats, inputs)
+        nll = torch.nn.functional.nll_loss(logp.transpose(1, 2), targets, ignore_index=vocab.pad)
+        return nll + 0.7 * attention_penalty(alphas, targets != vocab.pad)
+
+    results = []
+    for loss_fn in (reference, lambda: decoder.training_loss(batch_feats, targets, vocab.start, vocab.pad, 0.7)):
+        decoder.zero_grad()
+        torch.manual_seed(11)
+        loss = loss_fn()
+        loss.backward()
+        results.append((loss.item(), _grads(decoder), torch.rand(1)))
+    (ref_loss, ref_grads, ref_next), (loss, grads, nxt) = results
+    assert loss == pytest.approx(ref_loss, rel=1e-6)
+    assert ref_grads.keys() == grads.keys()
+    for k in grads:
+        assert torch.allclose(grads[k], ref_grads[k], rtol=1e-4, atol=1e-7), k
+    assert torch.equal(nxt, ref_next)  # the same number of dropout draws
+
+
+def test_lm_training_loss_is_the_lstm_loss_on_real_tokens():
+    anns, _, _, vocab, lcfg, _, _ = _tiny_training()
+    torch.manual_seed(0)
+    lm = LanguageModel(lcfg, vocab.pad).train()
+    targets = _padded_batch(vocab, anns)
+
+    def reference():
+        inputs = torch.cat([torch.full_like(targets[:, :1], vocab.start), targets[:, :-1]], dim=1)
+        return torch.nn.functional.nll_loss(lm(inputs).transpose(1, 2), targets, ignore_index=vocab.pad)
+
+    results = []
+    for loss_fn in (reference, lambda: lm.training_loss(targets, vocab.start, vocab.pad)):
+        lm.zero_grad()
+        torch.manual_seed(12)
+        loss = loss_fn()
+        loss.backward()
+        results.append((loss.item(), _grads(lm), torch.rand(1)))
+    (ref_loss, ref_grads, ref_next), (loss, grads, nxt) = results
+    assert loss == pytest.approx(ref_loss, rel=1e-6)
+    for k in ref_grads:
+        assert torch.allclose(grads[k], ref_grads[k], rtol=1e-4, atol=1e-7), k
+    assert torch.equal(nxt, ref_next)

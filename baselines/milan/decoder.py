@@ -89,6 +89,86 @@ class ShowAttendTell(nn.Module):
             alphas.append(alpha)
         return torch.stack(logps, dim=1), torch.stack(alphas, dim=1)
 
+    def training_loss(self, features: torch.Tensor, targets: torch.Tensor, start: int, pad: int,
+                      attention_weight: float) -> torch.Tensor:
+        """The training objective of a batch: mean NLL of its real tokens + `attention_weight` * penalty.
+
+        The same value as teacher forcing with `forward` (inputs: <start>, then the targets shifted),
+        `nll_loss(ignore_index=pad)` and `attention_penalty` over real steps, computed faster: step t
+        runs only the rows whose description is still going (`packing`; padding is about half of a
+        batch of synthetic descriptions), and the products that do not feed the recurrence (the
+        embedding's share of the LSTM input, the output layer) run once for all tokens. The three
+        products of the previous hidden state (LSTM, attention query, gate) are one matrix product.
+        In training mode it draws one (B, H) dropout mask per padded step in batch-row order, as
+        `forward` does, so both use the same dropout draws. Weights and `step` (decoding) are those
+        of `nn.LSTMCell` and the attention modules; only this computation of the loss differs.
+        """
+        b, k = features.shape[:2]
+        e, hid = self.config.embedding_size, self.config.hidden_size
+        counts, order, rows, steps = packing(targets, pad)
+        # step t's (B, H) mask, drawn as forward's dropout draws it at step t (one draw per step)
+        masks = [dropout_masks((b, hid), self.dropout.p, features.device) for _ in range(targets.shape[1])] \
+            if self.training else [None] * targets.shape[1]
+        feats, sorted_targets = features[order], targets[order]
+        inputs = torch.cat([sorted_targets.new_full((b, 1), start), sorted_targets[:, :-1]], dim=1)
+        cell, query, gate = self.cell, self.attention.query, self.gate
+        x = F.linear(self.embedding(inputs[rows, steps]), cell.weight_ih[:, :e], cell.bias_ih)  # (N, 4H)
+        w_prev = torch.cat([cell.weight_hh, query.weight, gate.weight])
+        b_prev = torch.cat([cell.bias_hh, query.bias, gate.bias])
+        w_context = cell.weight_ih[:, e:]
+        split = [4 * hid, query.out_features, gate.out_features]
+        h, c, keys = self.start(feats)
+        hidden, alphas, at = [], [], 0
+        for t, n in enumerate(counts):
+            h, c = h[:n], c[:n]
+            prev, q, g = F.linear(h, w_prev, b_prev).split(split, dim=1)
+            alpha = torch.softmax(self.attention.score(torch.tanh(q.unsqueeze(1) + keys[:n])).squeeze(-1), dim=-1)
+            context = torch.sigmoid(g) * torch.bmm(alpha.unsqueeze(1), feats[:n]).squeeze(1)
+            i, f, cand, o = (x[at: at + n] + F.linear(context, w_context) + prev).chunk(4, dim=1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(cand)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            hidden.append(h if masks[t] is None else h * masks[t][order[:n]])
+            alphas.append(alpha)
+            at += n
+        nll = F.cross_entropy(self.out(torch.cat(hidden)), sorted_targets[rows, steps])
+        total = features.new_zeros(b, k).index_add(0, rows, torch.cat(alphas))
+        return nll + attention_weight * ((1.0 - total) ** 2).mean()
+
+
+def packing(targets: torch.Tensor, pad: int) -> tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor]:
+    """How a right-padded batch (B, T) is read token by token without its padding.
+
+    Rows are sorted by length, longest first (stable, so ties keep batch order); step t then covers
+    the first `counts[t]` sorted rows. Returns `counts`, `order` (sorted position -> batch row) and
+    the (row, step) of every real token in step-major order (`rows`, `steps`, both (N,)): the order
+    in which a step loop produces them, so per-step outputs concatenated line up with
+    `targets[order][rows, steps]`.
+    """
+    lengths = (targets != pad).sum(dim=1)
+    order = torch.argsort(lengths, descending=True, stable=True)
+    sorted_lengths = lengths[order]
+    counts = [int(n) for n in (sorted_lengths.unsqueeze(0) > torch.arange(targets.shape[1]).unsqueeze(1)).sum(1)]
+    counts = [n for n in counts if n > 0]
+    rows = torch.cat([torch.arange(n) for n in counts]) if counts else torch.zeros(0, dtype=torch.long)
+    steps = torch.cat([torch.full((n,), t) for t, n in enumerate(counts)]) if counts else rows
+    return counts, order, rows, steps
+
+
+def dropout_masks(shape: tuple[int, ...], p: float, device: torch.device) -> torch.Tensor | None:
+    """The scaled keep-mask `nn.Dropout(p)` would multiply a tensor of `shape` by in training.
+
+    `F.dropout` on CPU is `x * bernoulli(1 - p) / (1 - p)` drawn from the global generator
+    (ATen `_dropout_impl`); drawing the same mask here, for the full padded shape and in the same
+    order, lets the packed training losses skip padding and still use exactly the dropout draws of
+    the padded step-by-step computation (`tests/test_milan.py` checks it against `F.dropout`).
+    None means no dropout (p = 0 draws nothing, as `F.dropout` does).
+    """
+    if p <= 0:
+        return None
+    if p >= 1:
+        return torch.zeros(shape, device=device)
+    return torch.empty(shape, device=device).bernoulli_(1 - p).div_(1 - p)
+
 
 def attention_penalty(alphas: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Doubly stochastic regulariser mean_{b,j} (1 - sum_t alpha_{b,t,j})^2 over real (non-pad) steps."""

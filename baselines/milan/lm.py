@@ -43,6 +43,43 @@ class LanguageModel(nn.Module):
         hidden, _ = self.lstm(self.embedding(inputs))
         return F.log_softmax(self.out(hidden), dim=-1)
 
+    def training_loss(self, targets: torch.Tensor, start: int, pad: int) -> torch.Tensor:
+        """Mean NLL of the real tokens of right-padded `targets` (B, T) under teacher forcing.
+
+        The value `nll_loss(self(inputs), targets, ignore_index=pad)` has, computed on real tokens
+        only (`decoder.packing`: padding is about half of a batch of synthetic descriptions): each
+        layer's input product runs once over all real tokens and its recurrence only over the rows
+        still inside their description. The LSTM is unrolled by hand with `nn.LSTM`'s own weights
+        and gate order (i, f, g, o); between layers it draws the one time-major (T, B, H) dropout
+        mask that `nn.LSTM` draws in training, so both use the same dropout draws.
+        """
+        from .decoder import dropout_masks, packing
+
+        b, t_max = targets.shape
+        hid = self.config.hidden_size
+        counts, order, rows, steps = packing(targets, pad)
+        sorted_targets = targets[order]
+        inputs = torch.cat([sorted_targets.new_full((b, 1), start), sorted_targets[:, :-1]], dim=1)
+        layer_input = self.embedding(inputs[rows, steps])  # (N, E), step-major like every output below
+        for layer in range(self.config.layers):
+            w_ih, w_hh, b_ih, b_hh = (getattr(self.lstm, f"{name}_l{layer}")
+                                      for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+            x = F.linear(layer_input, w_ih, b_ih)
+            h = c = x.new_zeros(b, hid)
+            outputs, at = [], 0
+            for n in counts:
+                i, f, cand, o = (x[at: at + n] + F.linear(h[:n], w_hh, b_hh)).chunk(4, dim=1)
+                c = torch.sigmoid(f) * c[:n] + torch.sigmoid(i) * torch.tanh(cand)
+                h = torch.sigmoid(o) * torch.tanh(c)
+                outputs.append(h)
+                at += n
+            layer_input = torch.cat(outputs)
+            if self.training and layer < self.config.layers - 1:
+                mask = dropout_masks((t_max, b, hid), self.lstm.dropout, targets.device)
+                if mask is not None:
+                    layer_input = layer_input * mask[steps, order[rows]]
+        return F.cross_entropy(self.out(layer_input), sorted_targets[rows, steps])
+
     @torch.no_grad()
     def sequence_logp(self, targets: torch.Tensor, start: int, pad: int) -> torch.Tensor:
         """Summed log p of each target row (B, T) (words then <stop>, right-padded with `pad`)."""
