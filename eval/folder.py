@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import json
 import time
 from collections import Counter
 from pathlib import Path
@@ -37,6 +36,8 @@ from milannotations.errors import MilanError
 from .describing import describe_batches, seed_everything
 from .environment import environment
 from .faithful import build_run_faithfulness, describer_uses
+from .records import (DescriberRecord, Floors, LabellerRecord, ProbeRecord, ResultsRecord, Scores, SplitRecord,
+                      Timing)
 from .results import write_run
 from .scoring import best_floor, normalized_scores, score_dict
 
@@ -103,7 +104,7 @@ def evaluate_folder(describer, folder: str | Path, *, labeller: str = "clip",
     runtime = Runtime(device=device, seed=seed, progress=progress)
     recorded = recorded_args(describer, describer_args, runtime)
     revision = hashlib.sha256(f"folder\x1e{folder.resolve()}".encode())
-    split_docs, rows, uses = [], [], set()
+    split_records, rows, uses = [], [], set()
     timing = {"load_s": 0.0, "fit_s": 0.0, "describe_s": 0.0, "score_s": 0.0}
     meta = None
     for config in chosen:
@@ -169,28 +170,22 @@ def evaluate_folder(describer, folder: str | Path, *, labeller: str = "clip",
         timing["score_s"] += time.perf_counter() - t
         test_h = hashlib.sha256("\x1e".join(ids).encode())
         revision.update(test_h.digest())
-        split_docs.append({"name": config, "train": [], "test": [config], "n_units": len(ids), "held_out": True,
-                           "revision": test_h.hexdigest(), "metrics": method, "floors": floors, "floor": floor,
-                           "ceiling": ceiling, "normalized": normalized_scores(method, floor, ceiling),
-                           "probe": {"images": len(probe), "alpha": alpha, "alpha_chosen": how,
-                                     "same_as_exemplars": bool(probe.meta.get("same_as_exemplars"))}})
+        split_records.append(SplitRecord(
+            name=config, train=(), test=(config,), n_units=len(ids), held_out=True, revision=test_h.hexdigest(),
+            metrics=Scores.from_dict(method, "metrics"), floors=Floors.from_dict(floors),
+            floor=Scores.from_dict(floor, "floor"), ceiling=Scores.from_dict(ceiling, "ceiling"),
+            normalized=Scores.from_dict(normalized_scores(method, floor, ceiling), "normalized"),
+            probe=ProbeRecord(images=len(probe), alpha=alpha, alpha_chosen=how,
+                              same_as_exemplars=bool(probe.meta.get("same_as_exemplars")))))
         rows.extend({"unit_id": u, "layer": la, "unit": un, "description": tx, "split": config, "trial": 0}
                     for u, la, un, tx in zip(ids, layers, units, texts))
-    meta_dict = meta.to_dict()
     timing["total_s"] = time.perf_counter() - t_start
-    results = {
-        "benchmark": "folder", "benchmark_path": str(folder.resolve()), "revision": revision.hexdigest(),
-        "protocol": "probe-set", "scorer": "none", "seed": seed, "trials": 1, "limit": limit, "batch_size": batch_size,
-        "describer": {"name": meta_dict["name"], "version": str(meta_dict.get("version", "0")),
-                      "trained_on": [str(x) for x in meta_dict.get("trained_on", ())],
-                      "args": json.loads(json.dumps(dict(recorded or {}), default=repr)),
-                      "citation": str(meta_dict.get("citation", "")), "reference": str(meta_dict.get("reference", "")),
-                      "reproducible": bool(meta_dict.get("reproducible", True)),
-                      "oracle": bool(meta_dict.get("oracle", False))},
-        "labeller": faith.record(uses), "splits": split_docs, "environment": environment(device, 1),
-        "timing": {k: round(v, 3) for k, v in timing.items()},
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
+    record = ResultsRecord(
+        benchmark="folder", benchmark_path=str(folder.resolve()), revision=revision.hexdigest(),
+        protocol="probe-set", scorer="none", seed=seed, trials=1, limit=limit, batch_size=batch_size,
+        describer=DescriberRecord.of(meta, recorded), labeller=LabellerRecord.from_dict(faith.record(uses)),
+        splits=tuple(split_records), environment=environment(device, 1), timing=Timing.of(timing),
+        date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     if output is not None:
-        write_run(output, results, rows)
-    return results
+        write_run(output, record, rows)
+    return record.to_dict()

@@ -15,7 +15,6 @@ what it runs lives beside it: `splits` (loading a split, `--limit`, the data fin
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -32,6 +31,8 @@ from .environment import environment
 from .faithful import build_run_faithfulness, describer_uses
 from .metrics.truth import TruthScorer
 from .protocols import protocol_splits
+from .records import (DescriberRecord, Floors, LabellerRecord, ParseReport, ResultsRecord, Scores, SplitRecord,
+                      Timing)
 from .results import write_run
 from .scoring import method_scores, normalized_scores, normalized_value, parse_report, reference_scores
 from .splits import SplitData, prepare_split, run_fingerprint
@@ -182,50 +183,40 @@ def _score_and_write(data: list[SplitData], scorer_obj, truth_scorer, *, name: s
                      output, describer_args, batch_size: int, revision: str, timing: dict, t_start: float,
                      world: int, faith=None, uses: set[str] = frozenset()) -> dict:
     """Rank 0's phase 2: floors, the describer's scores and the ceiling with `scorer_obj` (the `Scorer`
-    built before phase 1) and, on synthetic splits, `truth_scorer`; then the files."""
-    split_docs, rows = [], []
+    built before phase 1) and, on synthetic splits, `truth_scorer`; then the record (eval/records.py), its
+    files, and its JSON, which `evaluate` returns."""
+    split_records, rows = [], []
     for sd in data:
         t = time.perf_counter()
         reference = reference_scores(sd, scorer_obj, seed, truth_scorer, faith)
-        floors, floor, ceiling = reference["floors"], reference["floor"], reference["ceiling"]
         method = method_scores(scorer_obj, sd, sd.descriptions, truth_scorer, faith)
         parsed = parse_report(sd, sd.descriptions)
         timing["score_s"] += time.perf_counter() - t
-        split_docs.append({
-            **sd.split.to_dict(),
-            "n_units": len(sd.test_ids),
-            "held_out": not (trained_on & set(sd.split.test)),
-            "revision": sd.revision,
-            "metrics": method, "floors": floors, "floor": floor, "ceiling": ceiling,
-            "normalized": normalized_scores(method, floor, ceiling),
-            **({"humans": reference["humans"]} if "humans" in reference else {}),
-            **({"parse": parsed} if parsed is not None else {}),
-            **({"fitted": sd.fitted} if any(sd.fitted) else {}),
-        })
+        spec = sd.split.to_dict()  # name, train and test configs, and their HF splits
+        split_records.append(SplitRecord(
+            name=spec["name"], train=tuple(spec["train"]), test=tuple(spec["test"]),
+            train_split=spec["train_split"], test_split=spec["test_split"],
+            n_units=len(sd.test_ids), held_out=not (trained_on & set(sd.split.test)), revision=sd.revision,
+            metrics=Scores.from_dict(method, "metrics"), floors=Floors.from_dict(reference["floors"]),
+            floor=Scores.from_dict(reference["floor"], "floor"), ceiling=Scores.from_dict(reference["ceiling"], "ceiling"),
+            normalized=Scores.from_dict(normalized_scores(method, reference["floor"], reference["ceiling"]),
+                                        "normalized"),
+            humans=Scores.from_dict(reference["humans"], "humans") if "humans" in reference else None,
+            parse=ParseReport.from_dict(parsed) if parsed is not None else None,
+            fitted=tuple(sd.fitted) if any(sd.fitted) else None))
         for trial, texts in enumerate(sd.descriptions):
             rows.extend({"unit_id": uid, "layer": layer, "unit": unit, "description": text,
                          "split": sd.split.name, "trial": trial}
                         for uid, layer, unit, text in zip(sd.test_ids, sd.layers, sd.units, texts))
-    meta_dict = meta.to_dict() if hasattr(meta, "to_dict") else {"name": name}
-    describer_doc = {"name": name, "version": str(meta_dict.get("version", "0")),
-                     "trained_on": [str(x) for x in meta_dict.get("trained_on", ())],
-                     "args": json.loads(json.dumps(dict(describer_args or {}), default=repr)),
-                     "citation": str(meta_dict.get("citation", "")),
-                     "reference": str(meta_dict.get("reference", "")),
-                     "reproducible": bool(meta_dict.get("reproducible", True)),
-                     "oracle": bool(meta_dict.get("oracle", False))}
     timing["total_s"] = time.perf_counter() - t_start
-    results = {
-        "benchmark": benchmark, "revision": revision, "protocol": protocol, "scorer": scorer,
+    record = ResultsRecord(
+        benchmark=benchmark, revision=revision, protocol=protocol, scorer=scorer, seed=seed, trials=trials,
         # a limit that cut no split (>= every split's size) is a complete run: recorded as none
-        "seed": seed, "trials": trials, "limit": limit if any(sd.limited for sd in data) else None,
-        "batch_size": batch_size,
-        "describer": describer_doc, "splits": split_docs,
-        **({"labeller": faith.record(uses)} if faith is not None else {}),
-        "environment": environment(device, world),
-        "timing": {k: round(v, 3) for k, v in timing.items()},
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
+        limit=limit if any(sd.limited for sd in data) else None, batch_size=batch_size,
+        describer=DescriberRecord.of(meta, describer_args, name=name), splits=tuple(split_records),
+        labeller=LabellerRecord.from_dict(faith.record(uses)) if faith is not None else None,
+        environment=environment(device, world), timing=Timing.of(timing),
+        date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     if output is not None:
-        write_run(output, results, rows)
-    return results
+        write_run(output, record, rows)
+    return record.to_dict()

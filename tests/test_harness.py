@@ -136,7 +136,7 @@ def test_cross_config_protocol_trains_on_all_units_of_train_configs(corpus):
 def test_results_follow_the_format(constant_run):
     res, out = constant_run
     assert results_errors(res) == []
-    assert read_results(out) == json.loads((out / "results.json").read_text())
+    assert read_results(out).to_dict() == json.loads((out / "results.json").read_text())
     assert res["benchmark"] == "synth" and res["protocol"] == "within-network" and res["scorer"] == "offline"
     assert len(res["revision"]) == 64
     split = res["splits"][0]
@@ -166,7 +166,7 @@ def test_what_fit_decided_is_recorded_per_split_and_trial_with_the_environment(c
     assert results_errors(res) == []
     n_train = len(load(CONFIG, split="train", root=corpus))
     assert res["splits"][0]["fitted"] == [{"n_train": n_train, "chosen": ["a", 1]}] * 2  # JSON-safe
-    assert read_results(tmp_path / "run")["splits"][0]["fitted"] == res["splits"][0]["fitted"]
+    assert list(read_results(tmp_path / "run").splits[0].fitted) == res["splits"][0]["fitted"]
     env = res["environment"]
     assert env["threads"] >= 1 and env["cpu_capability"] and "cpu" in env and "onednn" in env
     # describers that keep no record add nothing
