@@ -556,7 +556,7 @@ def _grads(module) -> dict:
 
 
 def test_dropout_masks_are_f_dropouts_draws():
-    from baselines.milan.decoder import dropout_masks
+    from baselines.milan.unrolled import dropout_masks
 
     x = torch.randn(5, 7)
     torch.manual_seed(3)

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .unrolled import StepWeight, dropout_masks, packing
+
 
 @dataclass(frozen=True)
 class DecoderConfig:
@@ -98,7 +100,8 @@ class ShowAttendTell(nn.Module):
         runs only the rows whose description is still going (`packing`; padding is about half of a
         batch of synthetic descriptions), and the products that do not feed the recurrence (the
         embedding's share of the LSTM input, the output layer) run once for all tokens. The three
-        products of the previous hidden state (LSTM, attention query, gate) are one matrix product.
+        products of the previous hidden state (LSTM, attention query, gate) are one matrix product,
+        and the weight gradients of the per-step products are one product each (`StepWeight`).
         In training mode it draws one (B, H) dropout mask per padded step in batch-row order, as
         `forward` does, so both use the same dropout draws. Weights and `step` (decoding) are those
         of `nn.LSTMCell` and the attention modules; only this computation of the loss differs.
@@ -112,62 +115,27 @@ class ShowAttendTell(nn.Module):
         feats, sorted_targets = features[order], targets[order]
         inputs = torch.cat([sorted_targets.new_full((b, 1), start), sorted_targets[:, :-1]], dim=1)
         cell, query, gate = self.cell, self.attention.query, self.gate
-        x = F.linear(self.embedding(inputs[rows, steps]), cell.weight_ih[:, :e], cell.bias_ih)  # (N, 4H)
-        w_prev = torch.cat([cell.weight_hh, query.weight, gate.weight])
-        b_prev = torch.cat([cell.bias_hh, query.bias, gate.bias])
-        w_context = cell.weight_ih[:, e:]
+        # both LSTM biases go with the input product, computed once for all tokens: (N, 4H)
+        x = F.linear(self.embedding(inputs[rows, steps]), cell.weight_ih[:, :e], cell.bias_ih + cell.bias_hh)
+        w_prev = StepWeight(torch.cat([cell.weight_hh, query.weight, gate.weight]))
+        w_context = StepWeight(cell.weight_ih[:, e:])
         split = [4 * hid, query.out_features, gate.out_features]
         h, c, keys = self.start(feats)
-        hidden, alphas, at = [], [], 0
-        for t, n in enumerate(counts):
+        hidden, alphas = [], []
+        for t, (x_t, n) in enumerate(zip(x.split(counts), counts)):  # split, not slices: one cheap backward
             h, c = h[:n], c[:n]
-            prev, q, g = F.linear(h, w_prev, b_prev).split(split, dim=1)
+            prev, q, g = w_prev(h).split(split, dim=1)
+            q, g = q + query.bias, g + gate.bias
             alpha = torch.softmax(self.attention.score(torch.tanh(q.unsqueeze(1) + keys[:n])).squeeze(-1), dim=-1)
             context = torch.sigmoid(g) * torch.bmm(alpha.unsqueeze(1), feats[:n]).squeeze(1)
-            i, f, cand, o = (x[at: at + n] + F.linear(context, w_context) + prev).chunk(4, dim=1)
+            i, f, cand, o = (x_t + w_context(context) + prev).chunk(4, dim=1)
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(cand)
             h = torch.sigmoid(o) * torch.tanh(c)
             hidden.append(h if masks[t] is None else h * masks[t][order[:n]])
             alphas.append(alpha)
-            at += n
         nll = F.cross_entropy(self.out(torch.cat(hidden)), sorted_targets[rows, steps])
         total = features.new_zeros(b, k).index_add(0, rows, torch.cat(alphas))
         return nll + attention_weight * ((1.0 - total) ** 2).mean()
-
-
-def packing(targets: torch.Tensor, pad: int) -> tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor]:
-    """How a right-padded batch (B, T) is read token by token without its padding.
-
-    Rows are sorted by length, longest first (stable, so ties keep batch order); step t then covers
-    the first `counts[t]` sorted rows. Returns `counts`, `order` (sorted position -> batch row) and
-    the (row, step) of every real token in step-major order (`rows`, `steps`, both (N,)): the order
-    in which a step loop produces them, so per-step outputs concatenated line up with
-    `targets[order][rows, steps]`.
-    """
-    lengths = (targets != pad).sum(dim=1)
-    order = torch.argsort(lengths, descending=True, stable=True)
-    sorted_lengths = lengths[order]
-    counts = [int(n) for n in (sorted_lengths.unsqueeze(0) > torch.arange(targets.shape[1]).unsqueeze(1)).sum(1)]
-    counts = [n for n in counts if n > 0]
-    rows = torch.cat([torch.arange(n) for n in counts]) if counts else torch.zeros(0, dtype=torch.long)
-    steps = torch.cat([torch.full((n,), t) for t, n in enumerate(counts)]) if counts else rows
-    return counts, order, rows, steps
-
-
-def dropout_masks(shape: tuple[int, ...], p: float, device: torch.device) -> torch.Tensor | None:
-    """The scaled keep-mask `nn.Dropout(p)` would multiply a tensor of `shape` by in training.
-
-    `F.dropout` on CPU is `x * bernoulli(1 - p) / (1 - p)` drawn from the global generator
-    (ATen `_dropout_impl`); drawing the same mask here, for the full padded shape and in the same
-    order, lets the packed training losses skip padding and still use exactly the dropout draws of
-    the padded step-by-step computation (`tests/test_milan.py` checks it against `F.dropout`).
-    None means no dropout (p = 0 draws nothing, as `F.dropout` does).
-    """
-    if p <= 0:
-        return None
-    if p >= 1:
-        return torch.zeros(shape, device=device)
-    return torch.empty(shape, device=device).bernoulli_(1 - p).div_(1 - p)
 
 
 def attention_penalty(alphas: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -47,13 +47,14 @@ class LanguageModel(nn.Module):
         """Mean NLL of the real tokens of right-padded `targets` (B, T) under teacher forcing.
 
         The value `nll_loss(self(inputs), targets, ignore_index=pad)` has, computed on real tokens
-        only (`decoder.packing`: padding is about half of a batch of synthetic descriptions): each
-        layer's input product runs once over all real tokens and its recurrence only over the rows
-        still inside their description. The LSTM is unrolled by hand with `nn.LSTM`'s own weights
+        only (`unrolled.packing`: padding is about half of a batch of synthetic descriptions): each
+        layer's input product runs once over all real tokens, its recurrence only over the rows
+        still inside their description, and its recurrent weight's gradient is one product
+        (`unrolled.StepWeight`). The LSTM is unrolled by hand with `nn.LSTM`'s own weights
         and gate order (i, f, g, o); between layers it draws the one time-major (T, B, H) dropout
         mask that `nn.LSTM` draws in training, so both use the same dropout draws.
         """
-        from .decoder import dropout_masks, packing
+        from .unrolled import StepWeight, dropout_masks, packing
 
         b, t_max = targets.shape
         hid = self.config.hidden_size
@@ -64,15 +65,15 @@ class LanguageModel(nn.Module):
         for layer in range(self.config.layers):
             w_ih, w_hh, b_ih, b_hh = (getattr(self.lstm, f"{name}_l{layer}")
                                       for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
-            x = F.linear(layer_input, w_ih, b_ih)
+            x = F.linear(layer_input, w_ih, b_ih + b_hh)  # both biases with the input product, once
+            recurrent = StepWeight(w_hh)
             h = c = x.new_zeros(b, hid)
-            outputs, at = [], 0
-            for n in counts:
-                i, f, cand, o = (x[at: at + n] + F.linear(h[:n], w_hh, b_hh)).chunk(4, dim=1)
+            outputs = []
+            for x_t, n in zip(x.split(counts), counts):  # split, not slices: one cheap backward for all steps
+                i, f, cand, o = (x_t + recurrent(h[:n])).chunk(4, dim=1)
                 c = torch.sigmoid(f) * c[:n] + torch.sigmoid(i) * torch.tanh(cand)
                 h = torch.sigmoid(o) * torch.tanh(c)
                 outputs.append(h)
-                at += n
             layer_input = torch.cat(outputs)
             if self.training and layer < self.config.layers - 1:
                 mask = dropout_masks((t_max, b, hid), self.lstm.dropout, targets.device)
