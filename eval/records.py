@@ -569,6 +569,10 @@ class ResultsRecord:
         out.update(environment=copy.deepcopy(dict(self.environment)), timing=self.timing.to_dict(), date=self.date)
         return out
 
+    def to_json(self) -> str:
+        """The text of results.json: `to_dict()` as the harness has always serialised it."""
+        return json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n"
+
     @property
     def oracle(self) -> bool:
         """Whether the describer saw the world's true masks (an oracle segmenter): an upper bound, shown as a
@@ -596,6 +600,20 @@ class ResultsRecord:
         d = r.obj(doc, path, cls._REQUIRED, cls._OPTIONAL)
         if d is None:
             return None  # type: ignore[return-value]  # the reader holds the error
+        # read in the file's order, so the problems are listed in it
+        benchmark = r.enum(d["benchmark"], f"{path}.benchmark", BENCHMARKS) if "benchmark" in d else ""
+        benchmark_path = _opt(d, "benchmark_path", r.string, f"{path}.benchmark_path", nonempty=True)
+        if "benchmark" in d and (benchmark == "folder") != (benchmark_path is not None or "benchmark_path" in d):
+            r.fail(path, "benchmark_path goes with benchmark 'folder', and only with it")
+        revision = r.hex64(d["revision"], f"{path}.revision") if "revision" in d else ""
+        protocol = r.string(d.get("protocol", ""), f"{path}.protocol", nonempty="protocol" in d)
+        scorer = r.string(d.get("scorer", ""), f"{path}.scorer", nonempty="scorer" in d)
+        seed = r.integer(d.get("seed", 0), f"{path}.seed")
+        trials = r.integer(d.get("trials", 1), f"{path}.trials", minimum=1)
+        limit = r.integer(d.get("limit"), f"{path}.limit", nullable=True)
+        batch_size = _opt(d, "batch_size", r.integer, f"{path}.batch_size", minimum=1)
+        describer = DescriberRecord._read(r, d.get("describer", {}), f"{path}.describer")
+        labeller = _opt(d, "labeller", lambda v: LabellerRecord._read(r, v, f"{path}.labeller"))
         splits = tuple(SplitRecord._read(r, s, f"{path}.splits[{i}]")
                        for i, s in enumerate(r.array(d.get("splits", []), f"{path}.splits", min_items=1)))
         environment = r.json_object(d.get("environment", {}), f"{path}.environment")
@@ -603,28 +621,14 @@ class ResultsRecord:
             for key in ENVIRONMENT_KEYS:
                 if key not in environment:
                     r.fail(f"{path}.environment", f"missing {key!r}")
-        benchmark = r.enum(d.get("benchmark"), f"{path}.benchmark", BENCHMARKS) if "benchmark" in d else ""
+        timing = Timing._read(r, d.get("timing", {}), f"{path}.timing")
         date = r.string(d.get("date", ""), f"{path}.date")
         if isinstance(d.get("date"), str) and len(date) < 10:
             r.fail(f"{path}.date", f"expected an ISO 8601 date, got {date!r}")
-        if (benchmark == "folder") != ("benchmark_path" in d) and "benchmark" in d:
-            r.fail(path, "benchmark_path goes with benchmark 'folder', and only with it")
-        record = cls(
-            benchmark=benchmark,
-            revision=r.hex64(d.get("revision", ""), f"{path}.revision") if "revision" in d else "",
-            protocol=r.string(d.get("protocol", ""), f"{path}.protocol", nonempty=True),
-            scorer=r.string(d.get("scorer", ""), f"{path}.scorer", nonempty=True),
-            seed=r.integer(d.get("seed", 0), f"{path}.seed"),
-            trials=r.integer(d.get("trials", 1), f"{path}.trials", minimum=1),
-            limit=r.integer(d.get("limit"), f"{path}.limit", nullable=True),
-            describer=DescriberRecord._read(r, d.get("describer", {}), f"{path}.describer"),
-            splits=splits, environment=environment,
-            timing=Timing._read(r, d.get("timing", {}), f"{path}.timing"),
-            date=date,
-            batch_size=_opt(d, "batch_size", r.integer, f"{path}.batch_size", minimum=1),
-            labeller=_opt(d, "labeller", lambda v: LabellerRecord._read(r, v, f"{path}.labeller")),
-            benchmark_path=_opt(d, "benchmark_path", r.string, f"{path}.benchmark_path", nonempty=True),
-        )
+        record = cls(benchmark=benchmark, revision=revision, protocol=protocol, scorer=scorer, seed=seed,
+                     trials=trials, limit=limit, describer=describer, splits=splits, environment=environment,
+                     timing=timing, date=date, batch_size=batch_size, labeller=labeller,
+                     benchmark_path=benchmark_path)
         if not r.errors:  # the checks across fields, on a record whose fields all read
             for i, s in enumerate(record.splits):
                 s.check(r, f"{path}.splits[{i}] ({s.name})")

@@ -36,6 +36,7 @@ def submissions_dir(given: str | None) -> Path:
 def _submit(args: argparse.Namespace) -> int:
     """Copy a milan-eval output folder into the submissions, byte for byte. An existing submission is
     refused unless --overwrite, which keeps its authors and link unless new ones are given."""
+    from eval import ResultsRecord
     from milannotations.fsutil import check_output_dir
 
     from .submission import META, RESULTS, submission_dir, variant, write_submission
@@ -46,10 +47,9 @@ def _submit(args: argparse.Namespace) -> int:
     subs = check_output_dir(submissions_dir(args.submissions), "--submissions")
     authors, link = args.author, args.link
     try:
-        results = json.loads((run_dir / RESULTS).read_text(encoding="utf-8"))
-        dest = submission_dir(results["describer"]["name"], results["benchmark"], results["protocol"], subs,
-                              variant(results))
-    except (ValueError, KeyError, TypeError, AttributeError):
+        results = ResultsRecord.from_dict(json.loads((run_dir / RESULTS).read_text(encoding="utf-8")))
+        dest = submission_dir(results.describer.name, results.benchmark, results.protocol, subs, variant(results))
+    except (ValueError, MilanError):
         dest = None  # write_submission names what is wrong with the results
     if dest is not None and dest.exists():
         if not args.overwrite:

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from eval import Scores, SplitRecord
 from eval.metrics.spec import AGREEMENT_METRICS, HEADLINE, HEADLINES, METRIC_NAMES, TRUTH_METRICS
 from eval.metrics.spec import METRICS as METRIC_SPECS
 from milannotations.errors import MilanError
@@ -115,21 +116,16 @@ def _mean(xs: Iterable[float | None]) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
-def _value(d: Any, metric: str) -> float | None:
-    try:
-        v = d[metric]["value"]
-    except (KeyError, TypeError):
-        return None
-    return float(v) if isinstance(v, (int, float)) else None
+def _value(scores: Scores | None, metric: str) -> float | None:
+    """A section's value of `metric`; None where the section or the metric is absent, or the value null."""
+    v = None if scores is None else scores.value(metric)
+    return None if v is None else float(v)
 
 
-def _ci(d: Any, metric: str) -> list[float] | None:
-    try:
-        ci = d[metric]["ci95"]
-    except (KeyError, TypeError):
-        return None
-    ok = isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(x, (int, float)) for x in ci)
-    return list(ci) if ok else None  # a normalized interval is null where the ceiling does not clear the floor
+def _ci(scores: Scores | None, metric: str) -> list[float] | None:
+    ci = None if scores is None else scores.ci95(metric)
+    # a normalized interval is null where the ceiling does not clear the floor
+    return list(ci) if ci is not None and None not in ci else None
 
 
 def _normalize(v: float | None, floor: float | None, ceil: float | None) -> float | None:
@@ -139,14 +135,10 @@ def _normalize(v: float | None, floor: float | None, ceil: float | None) -> floa
     return normalized_value(v, floor, ceil)
 
 
-def _splits_of(sub: Submission) -> list[dict]:
-    return [s for s in sub.results.get("splits") or [] if isinstance(s, dict)]
-
-
 def has_family(sub: Submission, family: str) -> bool:
     """Whether every split of `sub` carries the family's headline metric (truth: rescored synthetic runs)."""
-    splits = _splits_of(sub)
-    return bool(splits) and all(_value(s.get("metrics"), HEADLINES[family]) is not None for s in splits)
+    splits = sub.results.splits
+    return bool(splits) and all(_value(s.metrics, HEADLINES[family]) is not None for s in splits)
 
 
 @dataclass
@@ -168,14 +160,12 @@ class Parse:
         return f"{self.parsed}/{self.descriptions}" + (f" ({100 * f:.0f}%)" if f is not None else "")
 
 
-def _parse(splits: Sequence[dict]) -> Parse | None:
-    reps = [s["parse"] for s in splits if isinstance(s.get("parse"), dict)]
+def _parse(splits: Sequence[SplitRecord]) -> Parse | None:
+    reps = [s.parse for s in splits if s.parse is not None]
     if not reps:
         return None
-    num = lambda r, k: r.get(k) if isinstance(r.get(k), int) else 0  # noqa: E731
-    examples = [str(x) for r in reps for x in (r.get("unparsed_examples") or [])]
-    return Parse(str(reps[0].get("parser", "")), sum(num(r, "parsed") for r in reps),
-                 sum(num(r, "descriptions") for r in reps), examples[:SAMPLES])
+    examples = [x for r in reps for x in r.unparsed_examples]
+    return Parse(reps[0].parser, sum(r.parsed for r in reps), sum(r.descriptions for r in reps), examples[:SAMPLES])
 
 
 @dataclass
@@ -297,17 +287,18 @@ def _trained_on_overlap(trained_on: Sequence[str], test_configs: Sequence[str]) 
     return bool(expand_configs(trained_on) & expand_configs(test_configs))
 
 
-def _trial_spread(splits: Sequence[dict], metric: str = HEADLINE) -> tuple[int, float | None]:
+def _trial_spread(splits: Sequence[SplitRecord], metric: str = HEADLINE) -> tuple[int, float | None]:
     """(trials, SD over trials of `metric`'s normalized score averaged over splits); (1, None) for one.
 
     Each trial's normalized value is its raw value through the split's floor and ceiling, the rule
     the harness applies to the mean, so the spread is on the scale the board ranks by."""
     per_split = []
     for s in splits:
-        tv = ((s.get("metrics") or {}).get(metric) or {}).get("trial_values")
-        if not isinstance(tv, list) or len(tv) < 2:
+        score = s.metrics.get(metric)
+        tv = None if score is None else score.trial_values
+        if tv is None or len(tv) < 2:
             return 1, None
-        floor, ceil = _value(s.get("floor"), metric), _value(s.get("ceiling"), metric)
+        floor, ceil = _value(s.floor, metric), _value(s.ceiling, metric)
         per_split.append([_normalize(v, floor, ceil) for v in tv])
     n = len(per_split[0]) if per_split else 0
     if n < 2 or any(len(t) != n or None in t for t in per_split):
@@ -318,15 +309,14 @@ def _trial_spread(splits: Sequence[dict], metric: str = HEADLINE) -> tuple[int, 
 
 
 def _entry(sub: Submission) -> Entry:
-    splits = _splits_of(sub)
-    trained_on = list(sub.meta.get("trained_on") or (sub.results.get("describer") or {}).get("trained_on") or [])
-    norm = {m: _mean(_value(s.get("normalized"), m) for s in splits) for m in METRICS}
-    raw = {m: _mean(_value(s.get("metrics"), m) for s in splits) for m in METRICS}
+    splits = sub.results.splits
+    trained_on = list(sub.meta.get("trained_on") or sub.results.describer.trained_on)
+    norm = {m: _mean(_value(s.normalized, m) for s in splits) for m in METRICS}
+    raw = {m: _mean(_value(s.metrics, m) for s in splits) for m in METRICS}
     families = tuple(f for f in VIEWS if has_family(sub, f))
-    per_split = {f: [(str(s.get("name", "?")), _value(s.get("normalized"), HEADLINES[f]),
-                      _ci(s.get("normalized"), HEADLINES[f])) for s in splits] for f in VIEWS}
-    bad = [str(s.get("name", "?")) for s in splits
-           if s.get("held_out") is False or _trained_on_overlap(trained_on, s.get("test") or [])]
+    per_split = {f: [(s.name, _value(s.normalized, HEADLINES[f]), _ci(s.normalized, HEADLINES[f])) for s in splits]
+                 for f in VIEWS}
+    bad = [s.name for s in splits if not s.held_out or _trained_on_overlap(trained_on, s.test)]
     spreads, trials = {}, 1
     for f in VIEWS:
         n, spreads[f] = _trial_spread(splits, HEADLINES[f])
@@ -338,23 +328,22 @@ def _entry(sub: Submission) -> Entry:
 def _refs(sub: Submission, family: str) -> list[RefRow]:
     """Floor, ceiling (and, for truth, humans) rows from one submission (validation makes them equal across
     a group)."""
-    splits = _splits_of(sub)
+    splits = sub.results.splits
     metrics = VIEW_METRICS[family]
-    names = list(dict.fromkeys(n for s in splits for n in (s.get("floors") or {})))
+    names = list(dict.fromkeys(n for s in splits for n, _ in s.floors.items()))
 
     def norm_of(get) -> dict[str, float | None]:
-        return {m: _mean(_normalize(get(s, m), _value(s.get("floor"), m), _value(s.get("ceiling"), m))
-                         for s in splits) for m in metrics}
+        return {m: _mean(_normalize(get(s, m), _value(s.floor, m), _value(s.ceiling, m)) for s in splits)
+                for m in metrics}
 
     def row(label: str, kind: str, get) -> RefRow:
         return RefRow(label, kind, {m: _mean(get(s, m) for s in splits) for m in metrics}, norm_of(get))
 
-    rows = [row(f"floor: {name}", "floor", lambda s, m, n=name: _value((s.get("floors") or {}).get(n), m))
-            for name in names]
-    rows.append(row("best floor (per metric and split)", "best-floor", lambda s, m: _value(s.get("floor"), m)))
-    if family == "truth" and any(isinstance(s.get("humans"), dict) for s in splits):
-        rows.append(row(HUMANS_LABEL, "humans", lambda s, m: _value(s.get("humans"), m)))
-    rows.append(row(CEILING_LABELS[family], "ceiling", lambda s, m: _value(s.get("ceiling"), m)))
+    rows = [row(f"floor: {name}", "floor", lambda s, m, n=name: _value(s.floors[n], m)) for name in names]
+    rows.append(row("best floor (per metric and split)", "best-floor", lambda s, m: _value(s.floor, m)))
+    if family == "truth" and any(s.humans is not None for s in splits):
+        rows.append(row(HUMANS_LABEL, "humans", lambda s, m: _value(s.humans, m)))
+    rows.append(row(CEILING_LABELS[family], "ceiling", lambda s, m: _value(s.ceiling, m)))
     return rows
 
 
@@ -389,15 +378,14 @@ def build_groups(subs: Sequence[Submission]) -> list[Group]:
     members: dict[tuple[str, str, str, str], list[Submission]] = {}
     for sub in subs:
         r = sub.results
-        key = (str(r.get("benchmark", "?")), str(r.get("protocol", "?")), str(r.get("scorer", "?")),
-               str(r.get("revision", "?")))
-        g = by_key.setdefault(key, Group(*key, limit=r.get("limit") if isinstance(r.get("limit"), int) else None))
+        key = (r.benchmark, r.protocol, r.scorer, r.revision)
+        g = by_key.setdefault(key, Group(*key, limit=r.limit))
         members.setdefault(key, []).append(sub)
         e = _entry(sub)
         (g.oracles if sub.oracle else g.entries).append(e)
-        for s in r.get("splits") or []:
-            if isinstance(s, dict) and str(s.get("name")) not in g.splits:
-                g.splits.append(str(s.get("name")))
+        for s in r.splits:
+            if s.name not in g.splits:
+                g.splits.append(s.name)
     groups = sorted(by_key.values(), key=group_key)
     for key, g in by_key.items():
         g.views = [v for f in VIEWS if (v := _view(f, g.entries, g.oracles, members[key])) is not None]

@@ -74,10 +74,10 @@ def submission_of(entry: BoardEntry, benchmark: str, protocol: str) -> Path:
     """The folder `milan-eval --submit` writes this entry's run on `protocol` to."""
     from baselines.registry import parse_describer_args
 
-    from .submission import submission_dir, variant
+    from .submission import args_variant, submission_dir
 
     args = parse_describer_args(entry.args_for(protocol))
-    return submission_dir(entry.describer, benchmark, protocol, variant=variant({"describer": {"args": args}}))
+    return submission_dir(entry.describer, benchmark, protocol, variant=args_variant(args))
 
 
 def commands(entries: Sequence[BoardEntry], protocols: Sequence[str], *, benchmark: str, scorer: str,

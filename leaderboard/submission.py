@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from eval import ResultsRecord
 from milannotations.errors import MilanError
 from milannotations.fsutil import replace_path, staging_dir
 
@@ -53,11 +54,15 @@ def slug(name: str) -> str:
 _NOT_VARIANT = frozenset({"device", "progress"})
 
 
-def variant(results: Mapping[str, Any]) -> str:
-    """The describer arguments that make this run a variant of its describer ("strategy=greedy"), sorted;
+def args_variant(args: Mapping[str, Any]) -> str:
+    """The describer arguments that make a run a variant of its describer ("strategy=greedy"), sorted;
     "" for the defaults. Two runs of one describer with other arguments are two board entries."""
-    args = (results.get("describer") or {}).get("args") or {}
     return ", ".join(f"{k}={args[k]}" for k in sorted(args) if k not in _NOT_VARIANT)
+
+
+def variant(results: ResultsRecord) -> str:
+    """The variant of a run (`args_variant` of its describer's arguments)."""
+    return args_variant(results.describer.args)
 
 
 def submission_dir(describer: str, benchmark: str, protocol: str, root: str | Path | None = None,
@@ -70,10 +75,11 @@ def submission_dir(describer: str, benchmark: str, protocol: str, root: str | Pa
 
 @dataclass(frozen=True)
 class Submission:
-    """A submission folder read from disk (nothing validated yet beyond JSON syntax)."""
+    """A submission folder read from disk: its results record (read, so well-formed; its numbers not yet
+    recomputed) and its meta.json (JSON syntax only; validation checks its fields)."""
 
     path: Path
-    results: dict
+    results: ResultsRecord
     meta: dict
 
     @property
@@ -83,7 +89,7 @@ class Submission:
 
     @property
     def describer(self) -> str:
-        return str(self.meta.get("name") or (self.results.get("describer") or {}).get("name") or "?")
+        return str(self.meta.get("name") or self.results.describer.name)
 
     @property
     def label(self) -> str:
@@ -93,13 +99,8 @@ class Submission:
 
     @property
     def oracle(self) -> bool:
-        """Whether the describer saw the world's true masks (an oracle segmenter): an upper bound, shown as a
-        reference row, never ranked. `results.describer.oracle` says so; files written before that field
-        existed fall back to the run's arguments (`segmenter=oracle`)."""
-        d = self.results.get("describer") or {}
-        if isinstance(d.get("oracle"), bool):
-            return d["oracle"]
-        return str((d.get("args") or {}).get("segmenter", "")) == "oracle"
+        """Whether the describer saw the world's true masks: an upper bound (`ResultsRecord.oracle`)."""
+        return self.results.oracle
 
     @property
     def note(self) -> str:
@@ -124,14 +125,16 @@ def _read_json(path: Path, what: str) -> dict:
 
 
 def load_submission(path: str | Path) -> Submission:
-    """Read a submission folder; a missing file or bad JSON is a MilanError naming the file."""
+    """Read a submission folder; a missing file or bad JSON is a MilanError naming the file, a results.json
+    that is not a results record an `eval.RecordError` naming the file and every field at fault."""
     p = Path(path)
     if not p.is_dir():
         raise MilanError(f"submission {p} is not a folder")
     missing = [f for f in FILES if not (p / f).is_file()]
     if missing:
         raise MilanError(f"{p}: missing {', '.join(missing)}")
-    return Submission(p, _read_json(p / RESULTS, RESULTS), _read_json(p / META, META))
+    results = ResultsRecord.from_dict(_read_json(p / RESULTS, RESULTS), str(p / RESULTS))
+    return Submission(p, results, _read_json(p / META, META))
 
 
 def find_submissions(root: str | Path | None = None) -> list[Path]:
@@ -153,18 +156,18 @@ def _url_or_empty(text: Any) -> str:
     return t if re.match(r"^https?://\S+$", t) else ""
 
 
-def make_meta(results: Mapping[str, Any], *, authors: Sequence[str] = (), link: str | None = None) -> dict:
+def make_meta(results: ResultsRecord, *, authors: Sequence[str] = (), link: str | None = None) -> dict:
     """meta.json from the results' describer record plus what only the submitter knows.
 
     `name`, `version` and `trained_on` are the describer's own (validation refuses any other)."""
-    d = results.get("describer") or {}
+    d = results.describer
     return {
-        "name": str(d.get("name", "")),
-        "version": str(d.get("version", "")),
+        "name": d.name,
+        "version": d.version,
         "authors": [str(a) for a in authors],
-        "link": str(link if link is not None else _url_or_empty(d.get("reference"))),
-        "citation": str(d.get("citation") or ""),
-        "trained_on": [str(c) for c in d.get("trained_on") or []],
+        "link": str(link if link is not None else _url_or_empty(d.reference)),
+        "citation": d.citation,
+        "trained_on": list(d.trained_on),
         "submitted": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
     }
 
@@ -176,31 +179,26 @@ def write_submission(source: str | Path | Mapping[str, Any], *, descriptions: st
 
     `source` is either an output folder holding `results.json` and
     `descriptions.csv`, or the results dict itself, in which case
-    `descriptions` names the CSV the harness wrote beside it. The copy is
-    byte-for-byte (results are re-serialised only when given as a dict), so
-    validation sees exactly what the harness produced.
+    `descriptions` names the CSV the harness wrote beside it. Either must be a
+    results record (`eval.ResultsRecord`). The copy is byte-for-byte (results
+    are re-serialised only when given as a dict), so validation sees exactly
+    what the harness produced.
     """
     if isinstance(source, Mapping):
         if descriptions is None:
             raise MilanError("write_submission: give descriptions= (the descriptions.csv of this run) "
                              "when passing a results dict")
-        results = dict(source)
-        results_text = json.dumps(results, indent=2, sort_keys=False) + "\n"
+        results = ResultsRecord.from_dict(dict(source), "results")
+        results_text = json.dumps(results.to_dict(), indent=2, sort_keys=False) + "\n"
         csv_path = Path(descriptions)
     else:
         folder = Path(source)
-        results = _read_json(folder / RESULTS, RESULTS)
+        results = ResultsRecord.from_dict(_read_json(folder / RESULTS, RESULTS), str(folder / RESULTS))
         results_text = (folder / RESULTS).read_text(encoding="utf-8")
         csv_path = Path(descriptions) if descriptions is not None else folder / DESCRIPTIONS
     if not csv_path.is_file():
         raise MilanError(f"{csv_path}: missing {DESCRIPTIONS}; run milan-eval with --output first")
-    for key in ("benchmark", "protocol", "describer"):
-        if key not in results:
-            raise MilanError(f"results have no {key!r}; is this a milan-eval results.json?")
-    name = (results.get("describer") or {}).get("name")
-    if not name:
-        raise MilanError("results have no describer name")
-    dest = submission_dir(name, results["benchmark"], results["protocol"], root, variant(results))
+    dest = submission_dir(results.describer.name, results.benchmark, results.protocol, root, variant(results))
     if dest.exists() and not overwrite:
         raise MilanError(f"submission {dest} already exists; pass overwrite=True to replace it")
     meta = make_meta(results, authors=authors, link=link)

@@ -17,12 +17,13 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 # Metrics from float32 model embeddings (the spec's `embeddings`): the sum order of a matrix product may
 # differ between machines and thread counts, so they get `embedding_tolerance`; n-gram metrics are exact.
+from eval import Floors, LabellerRecord, ParseReport, RecordError, ResultsRecord, Scores
 from eval.metrics.spec import EMBEDDING_METRICS
 from milannotations.errors import MilanError
 from milannotations.load import expand_configs
@@ -105,16 +106,16 @@ class _Context:
         self._refs: dict[tuple, dict] = {}
         self._faith: dict[tuple, Any] = {}
 
-    def faith(self, labeller: Mapping | None, seed: int):
-        """The run's labeller (results.json `labeller`: name and args), rebuilt as `milan-eval --labeller`
+    def faith(self, labeller: LabellerRecord | None, seed: int):
+        """The run's labeller (results.json `labeller`: its name and args), rebuilt as `milan-eval --labeller`
         built it; None for runs without one."""
-        if not labeller:
+        if labeller is None:
             return None
         from eval import build_run_faithfulness
 
-        key = (labeller["name"], json.dumps(labeller.get("args", {}), sort_keys=True), seed)
+        key = (*_labeller_key(labeller), seed)
         if key not in self._faith:
-            self._faith[key] = build_run_faithfulness(labeller["name"], labeller.get("args", {}), device=self.device,
+            self._faith[key] = build_run_faithfulness(labeller.name, dict(labeller.args), device=self.device,
                                                       seed=seed)
         return self._faith[key]
 
@@ -145,22 +146,27 @@ class _Context:
             self._splits[key] = (data, h.hexdigest())
         return self._splits[key]
 
-    def references_side(self, sd, scorer_name: str, seed: int, labeller: Mapping | None = None) -> dict:
+    def references_side(self, sd, scorer_name: str, seed: int, labeller: LabellerRecord | None = None) -> dict:
         """Floors, best floor and ceiling of one split, made as the harness makes them."""
         from eval import reference_scores
 
         # the Split (frozen) names the train configs the floors are fit on; the revision, the test units
-        key = (sd.split, sd.revision, scorer_name, seed, json.dumps(labeller or {}, sort_keys=True))
+        key = (sd.split, sd.revision, scorer_name, seed, _labeller_key(labeller))
         if key not in self._refs:
             self._refs[key] = reference_scores(sd, self.scorer(scorer_name, seed), seed, self.truth_scorer(seed),
                                                self.faith(labeller, seed))
         return self._refs[key]
 
 
+def _labeller_key(labeller: LabellerRecord | None) -> tuple[str, str]:
+    """What rebuilds a labeller: its name and args (not what it shares with one describer)."""
+    return ("", "") if labeller is None else (labeller.name, json.dumps(dict(labeller.args), sort_keys=True))
+
+
 # --------------------------------------------------------------------------- checks
 
 def _check_meta(rep: Report, sub: Submission) -> None:
-    meta, d = sub.meta, sub.results["describer"]
+    meta, d, r = sub.meta, sub.results.describer, sub.results
     for key, typ in META_FIELDS.items():
         if key not in meta:
             rep.error(f"{META}: missing {key!r}")
@@ -168,76 +174,76 @@ def _check_meta(rep: Report, sub: Submission) -> None:
             rep.error(f"{META}: {key!r} must be {typ.__name__}, got {type(meta[key]).__name__}")
     if rep.errors:
         return
-    if meta["name"] != d["name"]:
-        rep.error(f"{META}: name {meta['name']!r} differs from the describer of {RESULTS} ({d['name']!r})")
-    if meta["version"] != d["version"]:
-        rep.error(f"{META}: version {meta['version']!r} differs from {RESULTS} ({d['version']!r})")
-    if sorted(map(str, meta["trained_on"])) != sorted(map(str, d["trained_on"])):
+    if meta["name"] != d.name:
+        rep.error(f"{META}: name {meta['name']!r} differs from the describer of {RESULTS} ({d.name!r})")
+    if meta["version"] != d.version:
+        rep.error(f"{META}: version {meta['version']!r} differs from {RESULTS} ({d.version!r})")
+    if sorted(map(str, meta["trained_on"])) != sorted(d.trained_on):
         rep.error(f"{META}: trained_on {meta['trained_on']} differs from {RESULTS} describer.trained_on "
-                  f"{d['trained_on']}")
+                  f"{list(d.trained_on)}")
     if any(not isinstance(a, str) for a in meta["authors"]):
         rep.error(f"{META}: authors must be a list of strings")
-    expected = submission_dir(d["name"], sub.results["benchmark"], sub.results["protocol"], root=".",
-                              variant=variant(sub.results))
+    expected = submission_dir(d.name, r.benchmark, r.protocol, root=".", variant=variant(r))
     want = (expected.parent.name, expected.name)
     have = (sub.path.parent.name, sub.path.name)
     if have != want:
-        rep.error(f"folder {have[0]}/{have[1]} should be {want[0]}/{want[1]} for describer {d['name']!r}, "
-                  f"benchmark {sub.results['benchmark']!r}, protocol {sub.results['protocol']!r}")
-    if not d.get("reproducible", True):
+        rep.error(f"folder {have[0]}/{have[1]} should be {want[0]}/{want[1]} for describer {d.name!r}, "
+                  f"benchmark {r.benchmark!r}, protocol {r.protocol!r}")
+    if not d.reproducible:
         rep.warn("the describer is marked not reproducible (e.g. API-backed); its descriptions were "
                  "rescored, not regenerated")
 
 
-def _check_protocol(rep: Report, r: dict) -> list | None:
+def _check_protocol(rep: Report, r: ResultsRecord) -> list | None:
     """The harness's Split objects for the results' splits, in the results' order; None on error."""
     from eval import protocol_splits
 
     before = len(rep.errors)
     try:
-        table = {s.name: s for s in protocol_splits(r["benchmark"], r["protocol"])}
+        table = {s.name: s for s in protocol_splits(r.benchmark, r.protocol)}
     except MilanError as e:
         rep.error(str(e))
         return None
     out = []
-    for s in r["splits"]:
-        spec = table.get(s["name"])
+    for s in r.splits:
+        spec = table.get(s.name)
         if spec is None:
-            rep.error(f"split {s['name']!r} is not a split of {r['benchmark']} {r['protocol']} "
+            rep.error(f"split {s.name!r} is not a split of {r.benchmark} {r.protocol} "
                       f"(splits: {', '.join(table)})")
             continue
-        if list(s["train"]) != list(spec.train) or list(s["test"]) != list(spec.test):
-            rep.error(f"split {s['name']!r}: train/test configs {s['train']} -> {s['test']} differ from the "
+        if list(s.train) != list(spec.train) or list(s.test) != list(spec.test):
+            rep.error(f"split {s.name!r}: train/test configs {list(s.train)} -> {list(s.test)} differ from the "
                       f"protocol's {list(spec.train)} -> {list(spec.test)}")
             continue
         out.append(spec)
-    missing = [n for n in table if n not in {s["name"] for s in r["splits"]}]
+    names = [s.name for s in r.splits]
+    missing = [n for n in table if n not in names]
     if missing:
-        rep.error(f"does not cover split(s) {', '.join(missing)} of {r['benchmark']} {r['protocol']}: a "
+        rep.error(f"does not cover split(s) {', '.join(missing)} of {r.benchmark} {r.protocol}: a "
                   "leaderboard submission runs the whole protocol (no --configs)")
-    order = [n for n in table if n in {s["name"] for s in r["splits"]}]
-    if [s["name"] for s in r["splits"]] != order:
+    order = [n for n in table if n in names]
+    if names != order:
         rep.error(f"splits are not in the protocol's order ({', '.join(order)})")
     return out if len(rep.errors) == before else None
 
 
-def _check_held_out(rep: Report, r: dict) -> None:
-    trained = expand_configs(r["describer"]["trained_on"])
-    for s in r["splits"]:
-        seen = sorted(trained & set(s["test"]))
+def _check_held_out(rep: Report, r: ResultsRecord) -> None:
+    trained = expand_configs(r.describer.trained_on)
+    for s in r.splits:
+        seen = sorted(trained & set(s.test))
         if seen:
-            rep.warn(f"split {s['name']!r}: the describer was trained on {', '.join(seen)}, which this split "
-                     f"tests; its {s['n_units']} units are not held out")
-            if s["held_out"]:
-                rep.error(f"split {s['name']!r} claims held_out=true but trained_on includes {', '.join(seen)}")
-        elif not s["held_out"]:
-            rep.error(f"split {s['name']!r} claims held_out=false but trained_on {r['describer']['trained_on']} "
+            rep.warn(f"split {s.name!r}: the describer was trained on {', '.join(seen)}, which this split "
+                     f"tests; its {s.n_units} units are not held out")
+            if s.held_out:
+                rep.error(f"split {s.name!r} claims held_out=true but trained_on includes {', '.join(seen)}")
+        elif not s.held_out:
+            rep.error(f"split {s.name!r} claims held_out=false but trained_on {list(r.describer.trained_on)} "
                       "does not overlap its test configs")
 
 
-def _rows_by_split(rep: Report, rows: list[dict], r: dict) -> dict[tuple[str, int], list[dict]]:
-    names = [s["name"] for s in r["splits"]]
-    trials = int(r["trials"])
+def _rows_by_split(rep: Report, rows: list[dict], r: ResultsRecord) -> dict[tuple[str, int], list[dict]]:
+    names = [s.name for s in r.splits]
+    trials = r.trials
     out: dict[tuple[str, int], list[dict]] = {}
     stray_split: Counter = Counter()
     stray_trial: Counter = Counter()
@@ -300,7 +306,7 @@ def _close(a: Any, b: Any, tol: float) -> bool:
     return abs(float(a) - float(b)) <= tol
 
 
-def _compare(rep: Report, split: str, section: str, claimed: Mapping, recomputed: Mapping, tolerance: float,
+def _compare(rep: Report, split: str, section: str, claimed: Scores, recomputed: Scores, tolerance: float,
              embedding_tolerance: float, how: str = "recomputed") -> None:
     """Claimed vs recomputed scores of one section; every difference is one problem naming the metric."""
     for metric in sorted(set(claimed) | set(recomputed)):
@@ -313,20 +319,19 @@ def _compare(rep: Report, split: str, section: str, claimed: Mapping, recomputed
             rep.error(f"{where}: missing (the scorer produces it)")
             continue
         c, r = claimed[metric], recomputed[metric]
-        if c.get("signature") != r.get("signature"):
-            rep.error(f"{where}: signature {c.get('signature')!r} is not the scorer's {r.get('signature')!r} "
+        if c.signature != r.signature:
+            rep.error(f"{where}: signature {c.signature!r} is not the scorer's {r.signature!r} "
                       "(unknown metric configuration or library version)")
         rep.checked += 1
-        if not _close(c.get("value"), r.get("value"), tol):
-            rep.error(f"{where}: claimed {c.get('value')!r} but {how} {r.get('value')!r} "
-                      f"(tolerance {tol:g})")
-        cc, rc = list(c.get("ci95") or [None, None]), list(r.get("ci95") or [None, None])
-        if len(cc) != 2 or not all(_close(x, y, tol) for x, y in zip(cc, rc)):
+        if not _close(c.value, r.value, tol):
+            rep.error(f"{where}: claimed {c.value!r} but {how} {r.value!r} (tolerance {tol:g})")
+        cc, rc = list(c.ci95), list(r.ci95)
+        if not all(_close(x, y, tol) for x, y in zip(cc, rc)):
             rep.error(f"{where}: claimed 95% interval {cc} but {how} {rc} (same seed; tolerance {tol:g})")
-        if "describer" in r and c.get("describer") != r["describer"]:
-            rep.error(f"{where}: best floor claimed {c.get('describer')!r} but recomputed {r['describer']!r}")
-        if "trial_values" in r or "trial_values" in c:
-            tv_c, tv_r = c.get("trial_values") or [], r.get("trial_values") or []
+        if r.describer is not None and c.describer != r.describer:
+            rep.error(f"{where}: best floor claimed {c.describer!r} but recomputed {r.describer!r}")
+        if r.trial_values is not None or c.trial_values is not None:
+            tv_c, tv_r = list(c.trial_values or []), list(r.trial_values or [])
             if len(tv_c) != len(tv_r) or not all(_close(x, y, tol) for x, y in zip(tv_c, tv_r)):
                 rep.error(f"{where}: per-trial values {tv_c} differ from recomputed {tv_r}")
 
@@ -343,22 +348,21 @@ def validate_submission(path: str | Path, *, corpus_root: str | Path | None = No
     splits or none) only when they all pass. This is how submissions follow a change of a metric's
     definition without rerunning their describers: the descriptions are the submission.
     """
-    from eval import method_scores, normalized_scores, parse_report, read_descriptions, results_errors
+    from eval import method_scores, normalized_scores, parse_report, read_descriptions
 
     path = Path(path)
     rep = Report(f"{path.parent.name}/{path.name}", path)
     ctx = _ctx or _Context(corpus_root, device)
     try:
         sub = load_submission(path)
+    except RecordError as e:  # results.json is not a results record: every field at fault, one problem each
+        for msg in e.errors:
+            rep.error(f"{RESULTS}: {msg}")
+        return rep
     except MilanError as e:
         rep.error(str(e))
         return rep
     r = sub.results
-    schema = results_errors(r)
-    for msg in schema:
-        rep.error(f"{RESULTS}: {msg}")
-    if schema:
-        return rep
     _check_meta(rep, sub)
     _check_held_out(rep, r)
     try:
@@ -372,27 +376,26 @@ def validate_submission(path: str | Path, *, corpus_root: str | Path | None = No
     specs = _check_protocol(rep, r)
     if specs is None:
         return rep
-    if r["limit"] is not None:
-        rep.warn(f"partial run (--limit {r['limit']}): ranked only beside runs on the same units (revision)")
+    if r.limit is not None:
+        rep.warn(f"partial run (--limit {r.limit}): ranked only beside runs on the same units (revision)")
     try:
-        data, revision = ctx.prepare(r["benchmark"], r["protocol"], specs, r["limit"], int(r["seed"]))
+        data, revision = ctx.prepare(r.benchmark, r.protocol, specs, r.limit, r.seed)
     except MilanError as e:
-        rep.error(f"cannot load the {r['benchmark']} data to check against: {e}")
+        rep.error(f"cannot load the {r.benchmark} data to check against: {e}")
         return rep
-    if revision != r["revision"]:
-        rep.error(f"data revision {r['revision'][:16]}... is not the benchmark data's {revision[:16]}... "
+    if revision != r.revision:
+        rep.error(f"data revision {r.revision[:16]}... is not the benchmark data's {revision[:16]}... "
                   "(made on other data, another --limit or another --seed)")
     texts: dict[str, list[list[str]]] = {}
-    for sd, claimed in zip(data, r["splits"]):
-        if "revision" in claimed and claimed["revision"] != sd.revision:
-            rep.error(f"split {sd.split.name!r}: revision {str(claimed['revision'])[:16]}... is not the test "
+    for sd, claimed in zip(data, r.splits):
+        if claimed.revision is not None and claimed.revision != sd.revision:
+            rep.error(f"split {sd.split.name!r}: revision {claimed.revision[:16]}... is not the test "
                       f"units' {sd.revision[:16]}...")
-        n_units_ok = int(claimed["n_units"]) == len(sd.test_ids)
+        n_units_ok = claimed.n_units == len(sd.test_ids)
         if not n_units_ok:
-            rep.error(f"split {sd.split.name!r}: n_units is {claimed['n_units']} but the split has "
+            rep.error(f"split {sd.split.name!r}: n_units is {claimed.n_units} but the split has "
                       f"{len(sd.test_ids)} test units")
-        per_trial = [_check_coverage(rep, sd, by_split.get((sd.split.name, t), []), t)
-                     for t in range(int(r["trials"]))]
+        per_trial = [_check_coverage(rep, sd, by_split.get((sd.split.name, t), []), t) for t in range(r.trials)]
         if n_units_ok and all(p is not None for p in per_trial):
             texts[sd.split.name] = per_trial  # type: ignore[assignment]
     if not recompute or not rep.ok:
@@ -400,50 +403,55 @@ def validate_submission(path: str | Path, *, corpus_root: str | Path | None = No
             rep.warn("numbers were not recomputed (--no-recompute)")
         return rep
     try:
-        scorer = ctx.scorer(r["scorer"], int(r["seed"]))
+        scorer = ctx.scorer(r.scorer, r.seed)
     except MilanError as e:
-        rep.error(f"scorer {r['scorer']!r} is not available here: {e}")
+        rep.error(f"scorer {r.scorer!r} is not available here: {e}")
         return rep
-    for sd, claimed in zip(data, r["splits"]):
+    rescored = []
+    for sd, claimed in zip(data, r.splits):
         name = sd.split.name
         try:
-            labeller = {k: r["labeller"][k] for k in ("name", "args")} if r.get("labeller") else None
-            method = method_scores(scorer, sd, texts[name], ctx.truth_scorer(int(r["seed"])),
-                                   ctx.faith(labeller, int(r["seed"])))
-            side = ctx.references_side(sd, r["scorer"], int(r["seed"]), labeller)
+            method = method_scores(scorer, sd, texts[name], ctx.truth_scorer(r.seed), ctx.faith(r.labeller, r.seed))
+            side = ctx.references_side(sd, r.scorer, r.seed, r.labeller)
+            # the recomputation as records, section by section, as the harness writes them
+            recomputed = {"metrics": Scores.from_dict(method, "metrics"),
+                          "ceiling": Scores.from_dict(side["ceiling"], "ceiling"),
+                          "floor": Scores.from_dict(side["floor"], "floor"),
+                          "humans": Scores.from_dict(side["humans"], "humans") if "humans" in side else None}
+            floors = Floors.from_dict(side["floors"])
         except MilanError as e:
             rep.error(f"split {name!r}: cannot rescore: {e}")
             continue
-        recomputed = {"metrics": method, "ceiling": side["ceiling"], "floor": side["floor"]}
-        if "humans" in side:
-            recomputed["humans"] = side["humans"]
         parsed = parse_report(sd, texts[name])
+        parse = ParseReport.from_dict(parsed) if parsed is not None else None
         if rescore:
-            claimed.update(recomputed, floors=side["floors"],
-                           normalized=normalized_scores(method, side["floor"], side["ceiling"]))
-            if parsed is not None:
-                claimed["parse"] = parsed
+            normalized = normalized_scores(method, side["floor"], side["ceiling"])
+            rescored.append(replace(claimed, **{k: v for k, v in recomputed.items() if v is not None}, floors=floors,
+                                    normalized=Scores.from_dict(normalized, "normalized"),
+                                    parse=parse if parse is not None else claimed.parse))
             continue
         for section in SECTIONS:
-            if section in claimed or section in recomputed:
-                _compare(rep, name, section, claimed.get(section, {}), recomputed.get(section, {}), tolerance,
-                         embedding_tolerance)
-        if parsed != claimed.get("parse"):
-            rep.error(f"split {name!r}: parse report {claimed.get('parse')!r} is not the parser's {parsed!r}")
-        for fname, scores in side["floors"].items():
-            _compare(rep, name, f"floors.{fname}", claimed["floors"].get(fname, {}), scores, tolerance,
-                     embedding_tolerance)
+            mine, theirs = getattr(claimed, section), recomputed[section]
+            if mine is not None or theirs is not None:
+                _compare(rep, name, section, mine or Scores(), theirs or Scores(), tolerance, embedding_tolerance)
+        if parse != claimed.parse:
+            rep.error(f"split {name!r}: parse report {_json_of(claimed.parse)!r} is not the parser's {parsed!r}")
+        for fname, scores in floors.items():
+            _compare(rep, name, f"floors.{fname}", claimed.floors[fname], scores, tolerance, embedding_tolerance)
         # normalized = arithmetic on the claimed numbers just checked, so it is held to float precision
-        _compare(rep, name, "normalized", claimed["normalized"],
-                 normalized_scores(claimed["metrics"], claimed["floor"], claimed["ceiling"]),
+        normalized = normalized_scores(claimed.metrics.to_dict(), claimed.floor.to_dict(), claimed.ceiling.to_dict())
+        _compare(rep, name, "normalized", claimed.normalized, Scores.from_dict(normalized, "normalized"),
                  ARITHMETIC_TOLERANCE, 0.0, how="the claimed metric, floor and ceiling give")
     if rescore and rep.ok:
-        import json
-
         from milannotations.fsutil import atomic_write_text
 
-        atomic_write_text(path / RESULTS, json.dumps(r, indent=1, ensure_ascii=False) + "\n")
+        atomic_write_text(path / RESULTS, replace(r, splits=tuple(rescored)).to_json())
     return rep
+
+
+def _json_of(record) -> dict | None:
+    """A record's JSON, for messages that quote what a file says."""
+    return None if record is None else record.to_dict()
 
 
 def validate_paths(paths: Sequence[str | Path], *, corpus_root: str | Path | None = None, tolerance: float = 1e-6,

@@ -329,11 +329,12 @@ def test_seed_runs_milan_eval_submit_for_every_board_entry_and_protocol(capsys):
 
 
 def test_variants_of_one_describer_are_separate_submissions(board, tmp_path):
+    from eval import ResultsRecord
     from leaderboard.submission import load_submission, variant, write_submission
 
     doc = json.loads((board["constant"] / "results.json").read_text())
     doc["describer"]["args"] = {"segmenter": "synth", "device": "cpu", "top": 2}
-    assert variant(doc) == "segmenter=synth, top=2"  # device cannot change a description
+    assert variant(ResultsRecord.from_dict(doc)) == "segmenter=synth, top=2"  # device cannot change a description
     dest = write_submission(doc, descriptions=board["constant"] / "descriptions.csv", root=tmp_path)
     assert dest.relative_to(tmp_path).as_posix() == "constant+segmenter-synth+top-2/synth-within-network"
     assert load_submission(dest).label == "constant (segmenter=synth, top=2)"
@@ -385,17 +386,22 @@ def test_page_sorts_rows_by_a_column(validated, tmp_path):
 def test_trial_spread_is_the_sd_of_each_trials_normalized_mean_over_splits():
     import statistics
 
+    from eval import Floors, Score, Scores, SplitRecord
     from leaderboard.render import _trial_spread
 
-    def split(tv, floor, ceil):
-        return {"metrics": {"bertscore_f1": {"value": sum(tv) / len(tv), "trial_values": tv}},
-                "floor": {"bertscore_f1": {"value": floor}}, "ceiling": {"bertscore_f1": {"value": ceil}}}
+    def scores(value, tv=None):
+        return Scores((("bertscore_f1", Score(value, (value, value), "test", trial_values=tv)),))
+
+    def split(tv, floor, ceil):  # trial values only for several trials, as the harness writes them
+        return SplitRecord("s", ("c",), ("c",), 3, True, metrics=scores(sum(tv) / len(tv), tuple(tv) if len(tv) > 1 else None),
+                           floors=Floors(scores(floor), scores(floor)), floor=scores(floor), ceiling=scores(ceil),
+                           normalized=scores(0.0))
 
     splits = [split([0.5, 0.6, 0.7], 0.3, 0.8), split([0.4, 0.4, 0.6], 0.2, 0.6)]
     per_trial = [((a - 0.3) / 0.5 + (b - 0.2) / 0.4) / 2 for a, b in zip([0.5, 0.6, 0.7], [0.4, 0.4, 0.6])]
     n, sd = _trial_spread(splits)
     assert n == 3 and sd == pytest.approx(statistics.stdev(per_trial))
-    assert _trial_spread([{"metrics": {"bertscore_f1": {"value": 0.5}}}]) == (1, None)  # one trial: no spread
+    assert _trial_spread([split([0.5], 0.3, 0.8)]) == (1, None)  # one trial: no spread
 
 
 def test_seed_skip_existing_leaves_out_entries_already_submitted(tmp_path, monkeypatch, capsys):

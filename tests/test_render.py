@@ -65,19 +65,23 @@ def _results(name: str, agreement: float, truth: float | None, *, diagnostic: fl
     if oracle is not None:
         describer["oracle"] = oracle
     return {"benchmark": "synth", "revision": revision, "protocol": protocol, "scorer": "offline", "seed": 0,
-            "trials": 1, "limit": limit, "describer": describer, "splits": splits, "environment": {},
-            "timing": {}, "date": "2025-01-01T00:00:00+00:00"}
+            "trials": 1, "limit": limit, "describer": describer, "splits": splits,
+            "environment": {"python": "3", "torch": "2", "milannotations": "0", "bert_score": None, "sacrebleu": None,
+                            "git": None, "device": "cpu"},
+            "timing": {"fit_s": 0.0, "describe_s": 0.0, "score_s": 0.0, "total_s": 0.0},
+            "date": "2025-01-01T00:00:00+00:00"}
 
 
 def _write(root: Path, results: dict, descriptions: str = "a fish") -> Path:
     """A submission folder as write_submission lays it out."""
+    from eval import ResultsRecord
     from leaderboard.submission import make_meta, submission_dir, variant
 
-    d = results["describer"]
-    dest = submission_dir(d["name"], results["benchmark"], results["protocol"], root, variant(results))
+    record = ResultsRecord.from_dict(results)  # the shape the harness writes, or this fails here
+    dest = submission_dir(record.describer.name, record.benchmark, record.protocol, root, variant(record))
     dest.mkdir(parents=True)
     (dest / "results.json").write_text(json.dumps(results))
-    (dest / "meta.json").write_text(json.dumps(make_meta(results)))
+    (dest / "meta.json").write_text(json.dumps(make_meta(record)))
     (dest / "descriptions.csv").write_text(
         "unit_id,layer,unit,description,split,trial\n" + f'u0,l,0,"{descriptions}",{SPLITS[0]},0\n')
     return dest
