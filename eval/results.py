@@ -101,11 +101,6 @@ def read_descriptions(path: str | Path) -> list[dict]:
 
 # --------------------------------------------------------------------------- files
 
-def results_text(record: ResultsRecord) -> str:
-    """The text of results.json for `record` (how the harness has always serialised it)."""
-    return json.dumps(record.to_dict(), indent=1, ensure_ascii=False) + "\n"
-
-
 def write_run(output: str | Path, record: ResultsRecord, rows: Iterable[Mapping[str, Any]]) -> Path:
     """Write results.json and descriptions.csv into `output`, both or neither.
 
@@ -118,7 +113,7 @@ def write_run(output: str | Path, record: ResultsRecord, rows: Iterable[Mapping[
         raise MilanError(f"--output {output} exists and is not a folder")
     ResultsRecord.from_dict(record.to_dict(), RESULTS_FILE)
     with staging_dir(output.parent, prefix=f".staging-{output.name}-") as stage:
-        (stage / RESULTS_FILE).write_text(results_text(record), encoding="utf-8")
+        (stage / RESULTS_FILE).write_text(record.to_json(), encoding="utf-8")
         (stage / DESCRIPTIONS_FILE).write_text(descriptions_csv(rows), encoding="utf-8")
         output.mkdir(parents=True, exist_ok=True)
         # descriptions first: a results.json is never beside stale descriptions of another run
