@@ -503,7 +503,21 @@ def test_parallel_fit_is_the_sequential_fit():
     assert (h_seq.lm_epochs, h_seq.lm_val_loss, h_seq.val_bleu, h_seq.train_loss, h_seq.best_epoch) == \
            (h_par.lm_epochs, h_par.lm_val_loss, h_par.val_bleu, h_par.train_loss, h_par.best_epoch)
     assert h_par.lm_epochs == 3 and len(h_par.lm_epoch_s) == 3  # the child's history came back
-    assert len(l_seq) == len(l_par) == 1 and "LM alongside" in l_par[0] and "after the LM" in l_seq[0]
+    assert len(l_seq) == len(l_par) == 1 and "LM alongside" in l_par[0] and "then the LM" in l_seq[0]
+
+
+def test_lm_run_started_early_is_stopped_when_not_joined():
+    """An LM started before the features (the describer does this) is stopped and its folder removed when
+    the run is left without joining it (e.g. the trained weights were in the cache)."""
+    import os
+
+    from baselines.milan.train import start_lm
+
+    anns, _, _, vocab, lcfg, dcfg, config = _tiny_training()
+    with start_lm(anns, vocab, lcfg, dcfg.length, config, progress=False, parallel=True) as run:
+        child, work = run._child, run._work.name
+        assert child.poll() is None and os.path.isdir(work)
+    assert child.poll() is not None and not os.path.exists(work)
 
 
 def _fit_both_run(anns, feats, ids, vocab, lcfg, dcfg, config, parallel: bool):
@@ -536,12 +550,14 @@ def test_parallel_fit_reports_the_lm_process_failure():
 def test_training_estimate_line():
     from baselines.milan.train import History, TrainConfig, estimate_line
 
-    history = History(epoch_s=[2.0], lm_epoch_s=[1.0, 1.5])
-    line = estimate_line(history, TrainConfig(max_epochs=100, patience=10), 450, side_by_side=False)
-    assert line == ("milan: training on 450 units, decoder 2.0 s/epoch (after the LM (2 s)): about 46 s in all "
-                    "(23 epochs; early stopping ends it after 11-100 epochs: 22-200 s)")
-    short = estimate_line(history, TrainConfig(max_epochs=5, patience=10), 450, side_by_side=True)
-    assert "LM alongside" in short and "about 10 s" in short and "after 5-5 epochs" in short
+    history = History(epoch_s=[2.0])
+    line = estimate_line(history, TrainConfig(max_epochs=100, lm_max_epochs=100, patience=10, lm_patience=10), 450,
+                         side_by_side=True)
+    assert line == ("milan: training on 450 units, 2.0 s/epoch, the LM alongside in a second process: about 56 s "
+                    "(28 epochs; early stopping ends it after 11-100: 22-200 s)")
+    short = estimate_line(history, TrainConfig(max_epochs=5, lm_max_epochs=5, patience=10, lm_patience=10), 450,
+                          side_by_side=False)
+    assert "then the LM" in short and "about 20 s" in short and "after 10-10" in short
 
 
 def _padded_batch(vocab, anns, n: int = 8):

@@ -16,6 +16,9 @@ from torch import nn
 
 from .unrolled import StepWeight, dropout_masks, packing
 
+#: The paper's longest description, in tokens with <stop>.
+MAX_LENGTH = 15
+
 
 @dataclass(frozen=True)
 class DecoderConfig:
@@ -27,7 +30,7 @@ class DecoderConfig:
     hidden_size: int = 512
     attention_size: int | None = None  # None: min(hidden_size, feature_size)
     dropout: float = 0.5
-    length: int = 15  # maximum tokens per description, <stop> included
+    length: int = MAX_LENGTH  # maximum tokens per description, <stop> included
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -15,6 +15,7 @@ describes without training, and `fit` keeps the checkpoint unless
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -27,13 +28,13 @@ from milannotations.errors import MilanError
 
 from .backbones import Backbone, load_backbone
 from .checkpoint import load_checkpoint, save_checkpoint
-from .decoder import DecoderConfig
+from .decoder import MAX_LENGTH, DecoderConfig
 from .decoding import STRATEGIES
 from .encoder import PyramidEncoder, stack_features
 from .lm import LMConfig
 from .model import MilanModel
-from .selection import PAPER_BEAM, PAPER_LAM, Selection, select_decoding
-from .train import History, TrainConfig, fit_both, validation_units
+from .selection import PAPER_BEAM, PAPER_LAM, Selection, beam_candidates, select_decoding
+from .train import TRAINING_VERSION, History, LMRun, TrainConfig, fit_both, start_lm, validation_units
 from .vocab import build_vocab
 
 VERSION = "2"  # 2: beam and λ chosen on validation units; the original's after-<stop> LM term
@@ -52,6 +53,18 @@ def _announce(line: str) -> None:
     from tqdm.auto import tqdm
 
     tqdm.write(line, file=sys.stderr)
+
+
+def _annotations_of(units) -> list[list[str]] | None:
+    """The units' descriptions read without their pixels (`UnitSet.annotations()`), or None."""
+    read = getattr(units, "annotations", None)
+    if not callable(read):
+        return None
+    try:
+        out = [list(a) for a in read()]
+    except Exception:  # noqa: BLE001 - any other Sequence: its descriptions come with the stream
+        return None
+    return out if any(out) and len(out) == len(units) else None
 
 
 class _Sized:
@@ -173,9 +186,10 @@ class MilanDescriber:
         """Where the weights trained on exactly these inputs are cached (None without a cache).
 
         Training is deterministic given its inputs, so the key is everything it reads: the features'
-        bytes, unit ids, descriptions, sizes, training settings, backbone, device, torch version and
-        this module's version. Decoding settings are not in it: `strategy=greedy`, `rerank=clip` and
-        the PMI rerank of one seed share one training, which is what makes the board's variants cheap.
+        bytes, unit ids, descriptions, sizes, training settings, backbone, device, torch version,
+        this module's version and how training is computed (`TRAINING_VERSION`). Decoding settings
+        are not in it: `strategy=greedy`, `rerank=clip` and the PMI rerank of one seed share one
+        training, which is what makes the board's variants cheap.
         """
         if self.cache_dir is None:
             return None
@@ -183,7 +197,7 @@ class MilanDescriber:
         import json
 
         h = hashlib.sha256(json.dumps({
-            "version": VERSION, "torch": torch.__version__, "device": str(self.device),
+            "version": VERSION, "training": TRAINING_VERSION, "torch": torch.__version__, "device": str(self.device),
             "train": self.train_config.to_dict(), "decoder": dcfg.to_dict(), "lm": lcfg.to_dict(),
             "backbone": backbone_signature, "units": list(unit_ids), "annotations": [list(a) for a in annotations],
         }, sort_keys=True).encode())
@@ -205,42 +219,74 @@ class MilanDescriber:
                 seen.append((unit.unit_id, unit.config, list(getattr(unit, "annotations", ()))))
                 yield unit
 
-        features = self.encode(_Sized(stream(), len(train), train))
-        unit_ids = [u for u, _, _ in seen]
-        annotations = [a for _, _, a in seen]
-        if not any(annotations):
-            raise MilanError("milan: the training units carry no descriptions")
+        with contextlib.ExitStack() as stack:
+            # The LM needs only the descriptions: where they can be read without the pixels (a UnitSet),
+            # it starts training in its own process now and the features are encoded meanwhile.
+            early = _annotations_of(train)
+            lm_run = stack.enter_context(start_lm(early, build_vocab(a for x in early for a in x),
+                                                  self._lm_config(early), MAX_LENGTH, self.train_config,
+                                                  self.progress, self.device)) if early else None
+            features = self.encode(_Sized(stream(), len(train), train))
+            unit_ids = [u for u, _, _ in seen]
+            annotations = [a for _, _, a in seen]
+            if not any(annotations):
+                raise MilanError("milan: the training units carry no descriptions")
+            if lm_run is not None and early != annotations:  # not what the units said: train on what they said
+                lm_run.close()
+                lm_run = None
+            self._fit_encoded(features, unit_ids, annotations, tuple(dict.fromkeys(c for _, c, _ in seen)), lm_run)
+        self.meta = self._meta()
+        if self.save_path:
+            save_checkpoint(self.model, self.save_path)
+
+    def _lm_config(self, annotations: Sequence[Sequence[str]]) -> LMConfig:
+        vocab = build_vocab(a for anns in annotations for a in anns)
+        return LMConfig(vocab_size=len(vocab), embedding_size=self.embedding, hidden_size=self.hidden)
+
+    def _fit_encoded(self, features: torch.Tensor, unit_ids: list[str], annotations: list[list[str]],
+                     trained_on: tuple[str, ...], lm_run: LMRun | None) -> None:
+        """Train (or read from the training cache) on encoded units, then choose the decoding settings.
+
+        Selection's beam searches need only the decoder, so after training they run while the LM is
+        still training in its own process; its LM half runs once the LM is back.
+        """
         vocab = build_vocab(a for anns in annotations for a in anns)
         dcfg = DecoderConfig(vocab_size=len(vocab), feature_size=features.shape[-1],
-                             embedding_size=self.embedding, hidden_size=self.hidden)
-        lcfg = LMConfig(vocab_size=len(vocab), embedding_size=self.embedding, hidden_size=self.hidden)
+                             embedding_size=self.embedding, hidden_size=self.hidden, length=MAX_LENGTH)
+        lcfg = self._lm_config(annotations)
         enc = self._encoder
-        trained_on = tuple(dict.fromkeys(c for _, c, _ in seen))
+        select = not self._fixed and self.strategy != "greedy" and self.rerank == "pmi"
+        val = validation_units(unit_ids, self.train_config) if select else []
+        searched: dict = {}
         cached = self._trained_path(features, unit_ids, annotations, dcfg, lcfg, enc.backbone.signature)
         if cached is not None and (cached / "config.json").is_file():
+            if lm_run is not None:
+                lm_run.close()
             self.model = load_checkpoint(cached).to(self.device)
             self._cached = True
         else:
             history = History()
+
+            def search(decoder) -> None:
+                if val:
+                    searched.update(beam_candidates(decoder, vocab, features[val]))
+
             with torch.random.fork_rng(devices=[]):
                 lm, decoder = fit_both(annotations, features, unit_ids, vocab, lcfg, dcfg, self.train_config,
                                        history, self.progress, self.device,
-                                       announce=_announce if self.progress else None)
+                                       announce=_announce if self.progress else None, lm_run=lm_run,
+                                       while_lm_trains=search)
             self.model = MilanModel(vocab, decoder, lm, enc.backbone.name, enc.backbone.signature, trained_on,
                                     {"train": self.train_config.to_dict(), "history": history.to_dict()})
             if cached is not None:
                 save_checkpoint(self.model, cached)
             self._cached = False
         self.selection = None
-        if not self._fixed and self.strategy != "greedy" and self.rerank == "pmi":
-            val = validation_units(unit_ids, self.train_config)
-            if val:
-                chosen = select_decoding(self.model, features[val], [annotations[i] for i in val], self.strategy)
-                self.model.info["selection"] = chosen.to_dict()
-                self._adopt_selection(chosen.to_dict())
-        self.meta = self._meta()
-        if self.save_path:
-            save_checkpoint(self.model, self.save_path)
+        if val:
+            chosen = select_decoding(self.model, features[val], [annotations[i] for i in val], self.strategy,
+                                     searched=searched or None)
+            self.model.info["selection"] = chosen.to_dict()
+            self._adopt_selection(chosen.to_dict())
 
     def describe(self, units: Sequence[Exemplars]) -> list[str]:
         """One description per unit with the configured strategy."""

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import torch
 
-from .decoding import beam_search, best_per_unit, lm_logp
+from .decoding import Candidate, beam_search, best_per_unit, lm_logp
 from .model import MilanModel
 
 #: The original sweep's grid (`scripts/sweep_milan.py`, both ends included).
@@ -51,24 +51,48 @@ def _bleu(model: MilanModel, chosen: Sequence, references: Sequence[Sequence[str
 
 
 @torch.no_grad()
+def beam_candidates(decoder, vocab, features: torch.Tensor, beams: Sequence[int] = BEAMS,
+                    chunk: int = 32) -> dict[int, list[list[Candidate]]]:
+    """Each width's beam-search candidates for the validation units, the decoder-only half of the search.
+
+    Separate from the LM's half so MILAN can run it while its LM still trains in another process,
+    which is why it runs on `TRAIN_THREADS` CPU threads wherever it is called: the same candidates
+    then, on any machine, as after a cached training.
+    """
+    from .train import fitting
+
+    length = decoder.config.length
+    feats = features.to(next(decoder.parameters()).device)
+    out: dict[int, list[list[Candidate]]] = {}
+    with fitting(feats.device):
+        for b in beams:
+            cands: list[list[Candidate]] = []
+            for i in range(0, feats.shape[0], chunk):
+                cands.extend(beam_search(decoder, feats[i: i + chunk], vocab, length, int(b)))
+            out[int(b)] = cands
+    return out
+
+
+@torch.no_grad()
 def select_decoding(model: MilanModel, features: torch.Tensor, references: Sequence[Sequence[str]],
                     strategy: str, beams: Sequence[int] = BEAMS, lams: Sequence[float] = LAMS,
-                    chunk: int = 32) -> Selection:
+                    chunk: int = 32, searched: dict[int, list[list[Candidate]]] | None = None) -> Selection:
     """The (beam, λ) of the grid whose decoding of the validation units has the highest corpus BLEU.
 
     `features` (N, k, D) and `references` belong to validation units only.
     `strategy="beam"` searches beam widths alone; `rerank` every (beam, λ)
-    pair: one beam search per width, its candidates' LM log-probabilities
-    computed once and reused for every λ.
+    pair: one beam search per width (`beam_candidates`, or `searched`, its
+    result computed earlier), its candidates' LM log-probabilities computed
+    once and reused for every λ.
     """
     length = model.decoder.config.length
     feats = model._on_decoder(features)
+    if searched is None:
+        searched = beam_candidates(model.decoder, model.vocab, feats, beams, chunk)
     lam_grid = list(lams) if strategy == "rerank" else [0.0]
     table: dict[tuple[int, float], float] = {}
     for b in beams:
-        cands: list[list] = []
-        for i in range(0, feats.shape[0], chunk):
-            cands.extend(beam_search(model.decoder, feats[i: i + chunk], model.vocab, length, int(b)))
+        cands = searched[int(b)]
         if strategy == "beam":
             table[int(b), 0.0] = _bleu(model, [c[0] for c in cands], references)
             continue

@@ -26,6 +26,12 @@ from .lm import LanguageModel, LMConfig
 from .vocab import Vocab
 
 
+#: How training is computed, in the training cache's key (`MilanDescriber._trained_path`): 1 padded
+#: losses, per-tensor AdamW, the caller's thread count; 2 the same losses on real tokens only, fused
+#: AdamW, one thread per model (same method, other last bits: earlier cached weights are retrained).
+TRAINING_VERSION = 2
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Training settings; the defaults are the paper's (AdamW with torch defaults, batch 64, patience 4)."""
@@ -110,13 +116,14 @@ def fit_decoder(features: torch.Tensor, annotations: Sequence[Sequence[str]], un
     `on_epoch(epoch)` is called before each epoch (`fit_both` uses it for its time estimate); it must
     not touch the decoder or the RNG.
     """
-    with _training(config.seed, device):
+    with fitting(device, config.seed):
         return _fit_decoder(features, annotations, unit_ids, vocab, decoder_config, config, history, progress,
                             device, on_epoch)
 
 
-def _training(seed: int, device: str):
-    """Seeded, on `TRAIN_THREADS` CPU threads (the same bits on any number of cores), RNG restored after."""
+def fitting(device: str | torch.device, seed: int | None = None):
+    """The context every step of fitting runs in: on `TRAIN_THREADS` CPU threads (the same bits on any
+    number of cores), seeded if `seed` is given, torch's RNG and thread count restored afterwards."""
     from milannotations.training import TRAIN_THREADS, deterministic_training
 
     on_cpu = torch.device(device).type == "cpu"
@@ -180,7 +187,7 @@ def _fit_decoder(features: torch.Tensor, annotations: Sequence[Sequence[str]], u
 def fit_lm(annotations: Sequence[Sequence[str]], vocab: Vocab, lm_config: LMConfig, length: int,
            config: TrainConfig, history: History, progress: bool = True, device: str = "cpu") -> LanguageModel:
     """Train the LM on every training description as its own sequence; returns the best one."""
-    with _training(config.seed + 1, device):
+    with fitting(device, config.seed + 1):
         return _fit_lm(annotations, vocab, lm_config, length, config, history, progress, device)
 
 
@@ -235,25 +242,30 @@ def _fit_lm(annotations: Sequence[Sequence[str]], vocab: Vocab, lm_config: LMCon
     return lm
 
 
-#: A typical best decoder epoch on the synthetic corpus, only for the printed estimate: `make demo`'s
-#: four trainings (patience 10) had best epochs 3, 13, 14 and 19 and stopped after 14-30 epochs; the
-#: board's 20 trainings, best epochs 2-39 (docs/milan.md).
+#: Typical best epochs on the synthetic corpus, only for the printed estimate: `make demo`'s four
+#: trainings (patience 10) had best decoder epochs 3, 13, 14 and 19 and best LM epochs 16-20
+#: (docs/milan.md); the board's 20 trainings, best decoder epochs 2-39.
 TYPICAL_BEST_EPOCH = 12
+TYPICAL_LM_BEST_EPOCH = 17
 
 
 def estimate_line(history: History, config: TrainConfig, n_units: int, side_by_side: bool) -> str:
-    """One line saying how long this training will take, from the first decoder epoch (and LM epochs
-    already run, when the LM trained first): typical = patience + 1 + TYPICAL_BEST_EPOCH epochs,
-    shortest = patience + 1, longest = max_epochs. Side by side, the LM runs during the decoder's
-    epochs, so the decoder's time is the estimate."""
+    """One line saying how long this training will take, from the decoder's first epoch.
+
+    Each model typically runs patience + 1 + its typical best epoch epochs (at least patience + 1,
+    at most its maximum), and an LM epoch is taken to last as long as a decoder epoch (on the
+    synthetic corpus both take about 1.2 s on one thread). Side by side the longer of the two is
+    the estimate; one after the other, their sum.
+    """
     per = history.epoch_s[0]
-    typical = min(config.max_epochs, config.patience + 1 + TYPICAL_BEST_EPOCH)
-    low, high = min(config.max_epochs, config.patience + 1), config.max_epochs
-    done = sum(history.lm_epoch_s)
-    how = "LM alongside in a second process" if side_by_side else f"after the LM ({done:.0f} s)"
-    return (f"milan: training on {n_units} units, decoder {per:.1f} s/epoch ({how}): about {per * typical:.0f} s "
-            f"in all ({typical} epochs; early stopping ends it after {low}-{high} epochs: "
-            f"{per * low:.0f}-{per * high:.0f} s)")
+    dec = (min(config.max_epochs, config.patience + 1 + TYPICAL_BEST_EPOCH),
+           min(config.max_epochs, config.patience + 1), config.max_epochs)
+    lm = (min(config.lm_max_epochs, config.lm_patience + 1 + TYPICAL_LM_BEST_EPOCH),
+          min(config.lm_max_epochs, config.lm_patience + 1), config.lm_max_epochs)
+    typical, low, high = (max(d, m) if side_by_side else d + m for d, m in zip(dec, lm))
+    how = "the LM alongside in a second process" if side_by_side else "then the LM"
+    return (f"milan: training on {n_units} units, {per:.1f} s/epoch, {how}: about {per * typical:.0f} s "
+            f"({typical} epochs; early stopping ends it after {low}-{high}: {per * low:.0f}-{per * high:.0f} s)")
 
 
 # --- the LM and the decoder side by side ----------------------------------------------------------
@@ -287,80 +299,127 @@ def lm_worker_main() -> None:
                                                   "lm_epoch_s": history.lm_epoch_s}))
 
 
+class LMRun:
+    """The LM's training, started before the decoder's and collected after it (`start_lm`).
+
+    Side by side (`parallel`), it runs in its own process (`lm_worker_main`) from the moment it is
+    started, so it can begin before the decoder's features are even encoded; otherwise `join`
+    trains it here. Either way the weights are those of `fit_lm` (one thread, its own seed).
+    A context manager: leaving it without `join` (an error, or a cached decoder) stops the process.
+    """
+
+    def __init__(self, annotations: Sequence[Sequence[str]], vocab: Vocab, lm_config: LMConfig, length: int,
+                 config: TrainConfig, progress: bool, device: str, parallel: bool) -> None:
+        self._args = (annotations, vocab, lm_config, length, config, progress, device)
+        self.side_by_side = parallel
+        self._child = self._work = self._log = None
+        if parallel:
+            self._start()
+
+    def _start(self) -> None:
+        import json
+        import os
+        import subprocess
+        import sys
+        import tempfile
+
+        annotations, vocab, lm_config, length, config, _, _ = self._args
+        self._work = tempfile.TemporaryDirectory(prefix="milan-lm-")
+        job = {"annotations": [list(a) for a in annotations], "words": list(vocab.words),
+               "lm": lm_config.to_dict(), "length": length, "train": config.to_dict(), "output": self._work.name}
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        self._log = open(os.path.join(self._work.name, "stderr.txt"), "wb")  # a file: nobody reads a pipe meanwhile
+        self._child = subprocess.Popen([sys.executable, "-m", "baselines.milan.lm_worker"], stdin=subprocess.PIPE,
+                                       stderr=self._log, stdout=subprocess.DEVNULL, env=env)
+        self._child.stdin.write(json.dumps(job).encode())
+        self._child.stdin.close()
+
+    def join(self, history: History) -> LanguageModel:
+        """The trained LM (waiting for its process, or training it now); its epochs go into `history`."""
+        annotations, vocab, lm_config, length, config, progress, device = self._args
+        if not self.side_by_side:
+            return fit_lm(annotations, vocab, lm_config, length, config, history, progress, device)
+        import json
+        import os
+
+        from safetensors.torch import load_file
+
+        self._child.wait()
+        work = self._work.name
+        if self._child.returncode != 0:
+            with open(os.path.join(work, "stderr.txt"), "rb") as f:
+                lines = f.read().decode(errors="replace").strip().splitlines()
+            tail = lines[-1:] or ["(no message)"]
+            raise RuntimeError(f"training the LM failed (exit code {self._child.returncode}): {tail[0]}")
+        lm = LanguageModel(lm_config, vocab.pad)
+        lm.load_state_dict(load_file(os.path.join(work, "lm.safetensors")))
+        with open(os.path.join(work, "history.json")) as f:
+            rec = json.load(f)
+        lm.eval()
+        history.lm_epochs, history.lm_val_loss, history.lm_epoch_s = (rec["lm_epochs"], rec["lm_val_loss"],
+                                                                       rec["lm_epoch_s"])
+        return lm
+
+    def close(self) -> None:
+        """Stop the process if it still runs and remove its folder."""
+        if self._child is not None and self._child.poll() is None:
+            self._child.kill()
+            self._child.wait()
+        if self._log is not None:
+            self._log.close()
+        if self._work is not None:
+            self._work.cleanup()
+        self._child = self._work = self._log = None
+
+    def __enter__(self) -> "LMRun":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def start_lm(annotations: Sequence[Sequence[str]], vocab: Vocab, lm_config: LMConfig, length: int,
+             config: TrainConfig, progress: bool = True, device: str = "cpu", parallel: bool | None = None) -> LMRun:
+    """Start training the LM (`LMRun`). `parallel=None`: in its own process when on CPU with at least
+    two threads (one core for it, one for the decoder), otherwise when joined."""
+    if parallel is None:
+        parallel = torch.device(device).type == "cpu" and torch.get_num_threads() >= 2
+    return LMRun(annotations, vocab, lm_config, length, config, progress, device, parallel)
+
+
 def fit_both(annotations: Sequence[Sequence[str]], features: torch.Tensor, unit_ids: Sequence[str], vocab: Vocab,
              lm_config: LMConfig, decoder_config: DecoderConfig, config: TrainConfig, history: History,
              progress: bool = True, device: str = "cpu", parallel: bool | None = None,
-             announce: Callable[[str], None] | None = None) -> tuple[LanguageModel, ShowAttendTell]:
+             announce: Callable[[str], None] | None = None, lm_run: LMRun | None = None,
+             while_lm_trains: Callable[[ShowAttendTell], None] | None = None) -> tuple[LanguageModel, ShowAttendTell]:
     """The LM and the decoder, each exactly as `fit_lm` and `fit_decoder` train them.
 
     They are independent (each seeds itself; the decoder never reads the LM), and each trains on one
     CPU thread (`milannotations.training.TRAIN_THREADS`), so on a CPU with two or more threads the LM
-    trains in a second process (`lm_worker_main`) while the decoder trains here, one core each. The
-    weights are bitwise those of the sequential path, on any number of cores: the same seeds,
-    batches, dropout draws and thread count in either process (`test_parallel_fit_is_the_sequential_fit`).
-    One thread per model rather than both threads per model in turn: the thread count fixes the last
-    bits of the gradients, which early stopping can turn into other descriptions, and on 2 cores two
+    trains in a second process while the decoder trains here, one core each (`start_lm`; pass
+    `lm_run` to use one started earlier, e.g. before the features were encoded). The weights are
+    bitwise those of the sequential path, on any number of cores: the same seeds, batches, dropout
+    draws and thread count in either process (`test_parallel_fit_is_the_sequential_fit`). One thread
+    per model rather than both threads per model in turn: the thread count fixes the last bits of
+    the gradients, which early stopping can turn into other descriptions, and on 2 cores two
     one-thread trainings side by side finish sooner than the same two on two threads each in turn.
-    `parallel=None`: side by side when on CPU with at least two threads; otherwise one after the other.
 
-    `announce(line)`, if given, receives one line after the decoder's first epoch: how long training
-    this split will take, from that epoch's time (`estimate_line`).
+    `while_lm_trains(decoder)`, if given, runs once the decoder is trained, before waiting for the LM
+    (MILAN's selection runs its decoder-only beam searches there). `announce(line)`, if given,
+    receives one line after the decoder's first epoch: how long training this split will take, from
+    that epoch's time (`estimate_line`).
     """
-    if parallel is None:
-        parallel = torch.device(device).type == "cpu" and torch.get_num_threads() >= 2
-    length = decoder_config.length
     told = []
+    with lm_run or start_lm(annotations, vocab, lm_config, decoder_config.length, config, progress, device,
+                            parallel) as run:
 
-    def tell(side_by_side: bool) -> None:
-        if announce is not None and not told and history.epoch_s:
-            told.append(True)
-            announce(estimate_line(history, config, len(unit_ids), side_by_side))
+        def tell(_epoch: int) -> None:
+            if announce is not None and not told and history.epoch_s:
+                told.append(True)
+                announce(estimate_line(history, config, len(unit_ids), run.side_by_side))
 
-    if not parallel:
-        lm = fit_lm(annotations, vocab, lm_config, length, config, history, progress, device)
-        return lm, fit_decoder(features, annotations, unit_ids, vocab, decoder_config, config, history,
-                               progress, device, on_epoch=lambda _e: tell(False))
-    import json
-    import os
-    import subprocess
-    import sys
-    import tempfile
-
-    from safetensors.torch import load_file
-
-    work = tempfile.TemporaryDirectory(prefix="milan-lm-")
-    job = {"annotations": [list(a) for a in annotations], "words": list(vocab.words), "lm": lm_config.to_dict(),
-           "length": length, "train": config.to_dict(), "output": work.name}
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    log = open(os.path.join(work.name, "stderr.txt"), "wb")  # a file, not a pipe nobody reads meanwhile
-    child = subprocess.Popen([sys.executable, "-m", "baselines.milan.lm_worker"], stdin=subprocess.PIPE,
-                             stderr=log, stdout=subprocess.DEVNULL, env=env)
-    child.stdin.write(json.dumps(job).encode())
-    child.stdin.close()
-
-    try:
         decoder = fit_decoder(features, annotations, unit_ids, vocab, decoder_config, config, history, progress,
-                              device, on_epoch=lambda _e: tell(True))
-        child.wait()
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        log.close()
-    try:
-        if child.returncode != 0:
-            with open(os.path.join(work.name, "stderr.txt"), "rb") as f:
-                lines = f.read().decode(errors="replace").strip().splitlines()
-            tail = lines[-1:] or ["(no message)"]
-            raise RuntimeError(f"training the LM failed (exit code {child.returncode}): {tail[0]}")
-        lm = LanguageModel(lm_config, vocab.pad)
-        lm.load_state_dict(load_file(os.path.join(work.name, "lm.safetensors")))
-        with open(os.path.join(work.name, "history.json")) as f:
-            rec = json.load(f)
-    finally:
-        work.cleanup()
-    lm.eval()
-    history.lm_epochs, history.lm_val_loss, history.lm_epoch_s = (rec["lm_epochs"], rec["lm_val_loss"],
-                                                                   rec["lm_epoch_s"])
-    return lm, decoder
-
+                              device, on_epoch=tell)
+        if while_lm_trains is not None:
+            while_lm_trains(decoder)
+        return run.join(history), decoder
