@@ -152,10 +152,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if not args.skip_backbone:
-            from milannotations.synth.backbone import load_backbone
+            from milannotations.synth.backbone import load_synth_backbone
 
-            (_, spec), w, c = _timed(lambda: load_backbone(cache_dir=tmp / "models", steps=args.steps,
-                                                           progress=False))
+            (_, spec), w, c = _timed(lambda: load_synth_backbone(cache_dir=tmp / "models", steps=args.steps,
+                                                                 progress=False))
             print(f"backbone: {spec.steps} steps, train wall {w:.1f} s, cpu {c:.1f} s; metrics {spec.metrics}")
         _, w, c = _timed(lambda: b.build_synth(tmp / "a", units=args.units, progress=False))
         print(f"default build ({len(SYNTH_CONFIGS)} configs x {args.units} units, pool {b.POOL_SIZE}, "

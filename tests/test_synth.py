@@ -299,11 +299,11 @@ def test_load_only_reads_and_prepare_builds_the_cached_world(tmp_path, monkeypat
 # ---------------------------------------------------------------------------------- backbone
 def test_backbone_trains_deterministically_caches_and_feeds_a_net_config(tmp_path, monkeypatch):
     from milannotations.synth import backbone
-    from milannotations.synth.backbone import load_backbone
+    from milannotations.synth.backbone import load_synth_backbone
     from milannotations.synth.build import build_synth
 
     models = tmp_path / "models"
-    model, spec = load_backbone(cache_dir=models, steps=3, train_scenes=24, progress=False)
+    model, spec = load_synth_backbone(cache_dir=models, steps=3, train_scenes=24, progress=False)
     assert spec.layers == ("layer1", "layer2", "layer3", "layer4") and spec.image_size == 112
     assert spec.trained_on == ("synth-plain", "synth-cluttered") and len(spec.mean) == 3
     files = sorted(p.name for p in models.iterdir())
@@ -314,7 +314,7 @@ def test_backbone_trains_deterministically_caches_and_feeds_a_net_config(tmp_pat
 
     with monkeypatch.context() as m:
         m.setattr(backbone, "train_backbone", no_training)
-        again, spec2 = load_backbone(cache_dir=models, steps=3, train_scenes=24)  # from the cache
+        again, spec2 = load_synth_backbone(cache_dir=models, steps=3, train_scenes=24)  # from the cache
     assert spec2 == spec
     for (k, v), (_, w) in zip(model.state_dict().items(), again.state_dict().items()):
         assert torch.equal(v, w), k

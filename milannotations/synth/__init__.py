@@ -19,7 +19,6 @@ _EXPORTS = {
     "describe_unit": "descriptions",
     "build_synth": "build", "ensure_synth": "build", "ScenePool": "build",
     "BackboneSpec": "backbone", "load_synth_backbone": "backbone",
-    "load_backbone": "backbone",  # the old name of load_synth_backbone
     "SYNTH_CONFIGS": "catalog", "SYNTH_NET_CONFIGS": "catalog", "SYNTH_GROUPINGS": "catalog",
 }
 __all__ = sorted(_EXPORTS)

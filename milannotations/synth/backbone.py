@@ -267,7 +267,3 @@ def load_synth_backbone(device: str | torch.device = "cpu", cache_dir: str | Pat
     entry = cached_model(NAME, _key_parts(seed, steps, train_scenes), build, train, cache_dir=cache_dir,
                          seed=seed, threads=THREADS)
     return entry.module.to(device).eval(), BackboneSpec.from_dict(entry.info)
-
-
-#: The old name, kept for callers that import it from here (`milannotations.synth.build`, `milannotations.synth`).
-load_backbone = load_synth_backbone

@@ -31,7 +31,7 @@ import torch
 from ..errors import MilanError
 from ..schema import ANNOTATION_COUNT, K, unit_id
 from ..writer import ConfigMeta, UnitRow
-from .backbone import TRAIN_SCENES, StageTaps, load_backbone
+from .backbone import TRAIN_SCENES, StageTaps, load_synth_backbone
 from .catalog import (BUILDER_VERSION, DEFAULT_UNITS, DOMAINS, FAMILIES, POOL_SIZE, SYNTH_CONFIGS,  # noqa: F401
                       SYNTH_NET_CONFIGS, cache_key, default_world)
 from .descriptions import describe_unit
@@ -361,8 +361,8 @@ def build_net_config(out: Path, config: str, *, seed: int = 0, pool_size: int = 
     family, domain = parse_config(config)
     if family != "net":
         raise MilanError(f"{config} is not a synth-net config")
-    backbone, spec = load_backbone("cpu", cache_dir=cache_dir, steps=steps, progress=progress,
-                                   train_scenes=train_scenes or TRAIN_SCENES)
+    backbone, spec = load_synth_backbone("cpu", cache_dir=cache_dir, steps=steps, progress=progress,
+                                         train_scenes=train_scenes or TRAIN_SCENES)
     model = StageTaps(backbone, tuple(spec.layers), channels).eval()
     pool = ScenePool(domain, pool_size, seed, with_inputs=False, progress=progress)
     layers = list(spec.layers)
