@@ -135,12 +135,8 @@ def lm_logp(candidates: list[Candidate], lm: LanguageModel, vocab: Vocab, length
         if cand.finished and length is not None and len(ids) < length:
             ids.append(vocab.stop)
         rows.append(ids)
-    targets = torch.full((len(candidates), max(len(r) for r in rows) or 1), vocab.pad, dtype=torch.long)
-    for i, ids in enumerate(rows):
-        if ids:
-            targets[i, : len(ids)] = torch.tensor(ids)
     lm.eval()
-    return lm.sequence_logp(targets.to(next(lm.parameters()).device), vocab.start, vocab.pad).cpu().tolist()
+    return lm.rows_logp(rows, vocab.start)
 
 
 def pmi_scores(candidates: list[Candidate], lm: LanguageModel, vocab: Vocab, lam: float,

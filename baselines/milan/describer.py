@@ -34,7 +34,8 @@ from .encoder import PyramidEncoder, stack_features
 from .lm import LMConfig
 from .model import MilanModel
 from .selection import PAPER_BEAM, PAPER_LAM, Selection, beam_candidates, select_decoding
-from .train import TRAINING_VERSION, History, LMRun, TrainConfig, fit_both, start_lm, validation_units
+from .train import (TRAINING_VERSION, History, LMRun, TrainConfig, fit_both, fitting, start_lm,
+                    validation_units)
 from .vocab import build_vocab
 
 VERSION = "2"  # 2: beam and λ chosen on validation units; the original's after-<stop> LM term
@@ -226,7 +227,8 @@ class MilanDescriber:
             lm_run = stack.enter_context(start_lm(early, build_vocab(a for x in early for a in x),
                                                   self._lm_config(early), MAX_LENGTH, self.train_config,
                                                   self.progress, self.device)) if early else None
-            features = self.encode(_Sized(stream(), len(train), train))
+            with fitting(self.device):  # one core: the other is the LM's
+                features = self.encode(_Sized(stream(), len(train), train))
             unit_ids = [u for u, _, _ in seen]
             annotations = [a for _, _, a in seen]
             if not any(annotations):

@@ -7,6 +7,7 @@ are likely for *this* unit's exemplars specifically.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -82,8 +83,50 @@ class LanguageModel(nn.Module):
         return F.cross_entropy(self.out(layer_input), sorted_targets[rows, steps])
 
     @torch.no_grad()
-    def sequence_logp(self, targets: torch.Tensor, start: int, pad: int) -> torch.Tensor:
-        """Summed log p of each target row (B, T) (words then <stop>, right-padded with `pad`)."""
-        inputs = torch.cat([targets.new_full((targets.shape[0], 1), start), targets[:, :-1]], dim=1)
-        logp = self(inputs).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        return (logp * (targets != pad)).sum(dim=1)
+    def rows_logp(self, rows: Sequence[Sequence[int]], start: int) -> list[float]:
+        """Summed log p of each row of token ids (each read after <start>), as teacher forcing gives it.
+
+        Beam candidates share most of their prefixes (a beam extends the same few hypotheses, and the
+        selection's ten widths search the same units), and an LSTM's distribution after a prefix does
+        not depend on what follows it. So the rows are read as a prefix tree, one batched LSTM step
+        per depth over the distinct prefixes of that length: on the selection's 12,375 candidates
+        of 45 units that is a small fraction of the padded rows' tokens. The same values as running
+        each row through `forward`, up to float rounding (`tests/test_milan.py`).
+        """
+        if not rows:
+            return []
+        layers, hid = self.config.layers, self.config.hidden_size
+        weights = [tuple(getattr(self.lstm, f"{n}_l{i}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+                   for i in range(layers)]
+        device = self.out.weight.device
+        # node ids per depth: depth 0 is the empty prefix; a node's input is its prefix's last token
+        nodes: list[dict[tuple[int, ...], int]] = [{(): 0}]
+        for row in rows:
+            for t in range(1, len(row)):
+                if len(nodes) <= t:
+                    nodes.append({})
+                nodes[t].setdefault(tuple(row[:t]), len(nodes[t]))
+        state = [(torch.zeros(1, hid, device=device), torch.zeros(1, hid, device=device)) for _ in range(layers)]
+        logps: list[torch.Tensor] = []
+        for t, level in enumerate(nodes):
+            prefixes = list(level)
+            tokens = torch.tensor([p[-1] if p else start for p in prefixes], device=device)
+            parents = torch.tensor([nodes[t - 1][p[:-1]] if p else 0 for p in prefixes], device=device)
+            x = self.embedding(tokens)
+            new_state = []
+            for (w_ih, w_hh, b_ih, b_hh), (h, c) in zip(weights, state):
+                h, c = h[parents], c[parents]
+                i, f, cand, o = (F.linear(x, w_ih, b_ih) + F.linear(h, w_hh, b_hh)).chunk(4, dim=1)
+                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(cand)
+                h = torch.sigmoid(o) * torch.tanh(c)
+                new_state.append((h, c))
+                x = h
+            state = new_state
+            logps.append(F.log_softmax(self.out(x), dim=-1))
+        totals = torch.zeros(len(rows), dtype=torch.float64, device=device)
+        for t, (level, logp) in enumerate(zip(nodes, logps)):
+            picked = [(r, level[tuple(row[:t])], row[t]) for r, row in enumerate(rows) if len(row) > t]
+            if picked:
+                r, node, token = (torch.tensor(col, device=device) for col in zip(*picked))
+                totals.index_add_(0, r, logp[node, token].double())
+        return totals.float().tolist()
