@@ -7,7 +7,8 @@ Prints
   `import milannotations` (time, RSS), `load()` -> first unit cold (fresh HF cache) and warm,
   peak RSS iterating the config above the imports it needs (cold / warm, and over a quarter of
   the units to show it is flat), units per second through `milannotations.UnitSet` (masks only,
-  and with every image decoded too), and the `datasets` path (`as_dataset=True`) for comparison.
+  and with every image decoded too), and the `datasets` path (`as_dataset=True`) for comparison,
+- with `--demo`, the `make demo` row (`benchmarks/bench_demo.py`).
 
 The fixture (exact original format, random pixels: the worst case for PNG) is written to a
 temporary folder, stored uncompressed to keep fixture creation short. Conversion and loads run in
@@ -192,7 +193,15 @@ def main() -> None:
     ap.add_argument("--config", default=CONFIG, help="config read with --read-root")
     ap.add_argument("--no-datasets", action="store_true", help="skip the as_dataset=True comparison row")
     ap.add_argument("--repeats", type=int, default=3, help="fresh processes per reading figure (median)")
+    ap.add_argument("--demo", action="store_true",
+                    help="also the `make demo` row (benchmarks/bench_demo.py: MILAN cold, about 3 min)")
     args = ap.parse_args()
+    if args.demo:
+        from benchmarks.bench_demo import demo_rows
+
+        print("| figure | ours | goal |\n|---|---|---|")
+        for line in demo_rows():
+            print(line, flush=True)
     if args.read_root:
         with tempfile.TemporaryDirectory(prefix="bench-read-", dir=args.tmp) as tmp:
             env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
