@@ -176,19 +176,20 @@ class Score:
 
     @classmethod
     def _read(cls, r: _Reader, value: Any, path: str, section: str) -> Score:
-        floor = section == "floor"
+        floor, metrics = section == "floor", section == "metrics"
         d = r.obj(value, path, ("value", "ci95", "signature", *(("describer",) if floor else ())),
-                  ("trial_values",) if section == "metrics" else ()) or {}
+                  ("trial_values",) if metrics else ()) or {}
+        value = r.number(d["value"], f"{path}.value", nullable=section == "normalized") if "value" in d else None
         ci = r.array(d["ci95"], f"{path}.ci95", 2, 2) if "ci95" in d else []
-        trials = r.array(d["trial_values"], f"{path}.trial_values") if "trial_values" in d else None
-        return cls(value=r.number(d["value"], f"{path}.value", nullable=section == "normalized")
-                   if "value" in d else None,
+        trials = None
+        if "trial_values" in d:
+            trials = tuple(r.number(x, f"{path}.trial_values[{i}]")
+                           for i, x in enumerate(r.array(d["trial_values"], f"{path}.trial_values")))
+        return cls(value=value,
                    ci95=tuple(r.number(x, f"{path}.ci95[{i}]", nullable=True) for i, x in enumerate(ci)),
-                   signature=r.string(d["signature"], f"{path}.signature", nonempty=True) if "signature" in d else "",
-                   trial_values=None if trials is None else tuple(r.number(x, f"{path}.trial_values[{i}]")
-                                                                  for i, x in enumerate(trials)),
-                   describer=r.enum(d["describer"], f"{path}.describer", FLOOR_DESCRIBERS) if floor and "describer" in d
-                   else None)
+                   signature=r.string(d.get("signature", "?"), f"{path}.signature", nonempty=True),
+                   trial_values=trials,
+                   describer=_opt(d, "describer", r.enum, f"{path}.describer", FLOOR_DESCRIBERS))
 
 
 @dataclass(frozen=True)
@@ -331,10 +332,6 @@ class ProbeRecord:
                    r.boolean(d.get("same_as_exemplars", False), f"{path}.same_as_exemplars"))
 
 
-#: A split's sections of scores that carry the describer's metric names, each one.
-SCORE_SECTIONS = ("metrics", "floor", "ceiling", "normalized")
-
-
 @dataclass(frozen=True)
 class SplitRecord:
     """One split of a run: its train and test configs, the describer's scores beside the floors, the best
@@ -405,7 +402,7 @@ class SplitRecord:
             probe=_opt(d, "probe", lambda v: ProbeRecord._read(r, v, f"{path}.probe")),
         )
 
-    def check(self, r: _Reader, where: str) -> None:
+    def _check_sections(self, r: _Reader, where: str) -> None:
         """Every section names the describer's metrics, no more and no fewer."""
         names = set(self.metrics)
         for section in ("ceiling", "floor", "normalized"):
@@ -631,7 +628,7 @@ class ResultsRecord:
                      benchmark_path=benchmark_path)
         if not r.errors:  # the checks across fields, on a record whose fields all read
             for i, s in enumerate(record.splits):
-                s.check(r, f"{path}.splits[{i}] ({s.name})")
+                s._check_sections(r, f"{path}.splits[{i}] ({s.name})")
             names = [s.name for s in record.splits]
             if len(set(names)) != len(names):
                 r.fail(f"{path}.splits", "split names repeat")
@@ -648,5 +645,5 @@ def results_errors(doc: Any) -> list[str]:
 
 
 __all__ = ["BENCHMARKS", "DescriberRecord", "ENVIRONMENT_KEYS", "FLOOR_DESCRIBERS", "Floors", "LabellerRecord",
-           "ParseReport", "ProbeRecord", "RESULTS_FILE", "RecordError", "ResultsRecord", "SCORE_SECTIONS", "Score",
+           "ParseReport", "ProbeRecord", "RESULTS_FILE", "RecordError", "ResultsRecord", "Score",
            "Scores", "SplitRecord", "Timing", "results_errors"]

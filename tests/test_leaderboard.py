@@ -393,7 +393,8 @@ def test_trial_spread_is_the_sd_of_each_trials_normalized_mean_over_splits():
         return Scores((("bertscore_f1", Score(value, (value, value), "test", trial_values=tv)),))
 
     def split(tv, floor, ceil):  # trial values only for several trials, as the harness writes them
-        return SplitRecord("s", ("c",), ("c",), 3, True, metrics=scores(sum(tv) / len(tv), tuple(tv) if len(tv) > 1 else None),
+        mean = sum(tv) / len(tv)
+        return SplitRecord("s", ("c",), ("c",), 3, True, metrics=scores(mean, tuple(tv) if len(tv) > 1 else None),
                            floors=Floors(scores(floor), scores(floor)), floor=scores(floor), ceiling=scores(ceil),
                            normalized=scores(0.0))
 
