@@ -55,22 +55,28 @@ def beam_candidates(decoder, vocab, features: torch.Tensor, beams: Sequence[int]
                     chunk: int = 32) -> dict[int, list[list[Candidate]]]:
     """Each width's beam-search candidates for the validation units, the decoder-only half of the search.
 
-    Separate from the LM's half so MILAN can run it while its LM still trains in another process,
-    which is why it runs on `TRAIN_THREADS` CPU threads wherever it is called: the same candidates
-    then, on any machine, as after a cached training.
+    Separate from the LM's half so MILAN can run it while its LM still trains in another process.
+    Every operation runs on `TRAIN_THREADS` CPU threads, so the candidates are the same on any
+    machine, and after a cached training as after a fresh one; the widths are searched two at a
+    time in Python threads (torch releases the GIL), which changes no bits: each width's search is
+    the same sequence of one-thread operations however they interleave.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from .train import fitting
 
     length = decoder.config.length
     feats = features.to(next(decoder.parameters()).device)
-    out: dict[int, list[list[Candidate]]] = {}
-    with fitting(feats.device):
-        for b in beams:
-            cands: list[list[Candidate]] = []
-            for i in range(0, feats.shape[0], chunk):
-                cands.extend(beam_search(decoder, feats[i: i + chunk], vocab, length, int(b)))
-            out[int(b)] = cands
-    return out
+
+    def search(b: int) -> list[list[Candidate]]:
+        cands: list[list[Candidate]] = []
+        for i in range(0, feats.shape[0], chunk):
+            cands.extend(beam_search(decoder, feats[i: i + chunk], vocab, length, b))
+        return cands
+
+    with fitting(feats.device), ThreadPoolExecutor(max_workers=2) as pool:
+        widths = [int(b) for b in beams]
+        return dict(zip(widths, pool.map(search, widths)))
 
 
 @torch.no_grad()
