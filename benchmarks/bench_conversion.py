@@ -45,7 +45,10 @@ if __name__ == "__main__":
 
 def convert(zips: Path, out: Path, workers: int, env: dict) -> dict:
     """One conversion in a fresh process; its wall and CPU seconds (parent and workers)."""
-    script = out.parent / f"convert-{out.name}.py"
+    # in a folder of its own: the script's folder comes first on sys.path, and a built corpus folder
+    # named `milannotations` beside it would shadow the package
+    script = out.parent / "scripts" / f"convert-{out.name}.py"
+    script.parent.mkdir(exist_ok=True)
     script.write_text(CONVERT)
     done = subprocess.run([sys.executable, str(script), str(zips), str(out), CONFIG, str(workers)], env=env,
                           cwd=ROOT, check=True, capture_output=True, text=True)
