@@ -347,6 +347,8 @@ def render_page(units: Sequence[ReportUnit], *, title: str, subtitle: str = "", 
     with_thumbs = sum(bool(u.thumb) for u in units)
     esc = html.escape
     layer_options = "".join(f'<option value="{esc(la)}">{esc(la)}</option>' for la in layers)
+    thumbs_note = (" Thumbnails: each unit's top images, dimmed outside the region where the unit is active."
+                   if with_thumbs else "")
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -360,7 +362,7 @@ def render_page(units: Sequence[ReportUnit], *, title: str, subtitle: str = "", 
 <header>
 <h1>{esc(title)}</h1>
 <p class="sub">{esc(subtitle)}</p>
-<p class="sub">{len(units)} units in {len(layers)} layer{"s" if len(layers) != 1 else ""}; {described} described, {with_thumbs} with exemplars. Thumbnails: each unit's top images, dimmed outside the region where the unit is active.</p>
+<p class="sub">{len(units)} units in {len(layers)} layer{"s" if len(layers) != 1 else ""}; {described} described, {with_thumbs} with exemplars.{thumbs_note}</p>
 <form id="controls" role="search" onsubmit="return false">
 <label>Search <input id="q" type="search" placeholder="words in a description, layer or unit id" autocomplete="off"></label>
 <label>Layer <select id="layer"><option value="">all layers</option>{layer_options}</select></label>

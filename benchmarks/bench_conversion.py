@@ -28,8 +28,21 @@ sys.path.insert(0, str(ROOT))
 CONFIG = "alexnet-places365"
 BASELINE_MB_S = 10.8  # the issue's figure for the one-process converter (300-unit fixture, 2 cores)
 
-CONVERT = """
-import json, os, resource, sys, time
+# A child's own peak RSS in MB, for the figures' child processes. Linux carries ru_maxrss across
+# fork and exec (a child starts at its parent's resident size, e.g. the ~900 MB of a freshly made
+# fixture); VmHWM belongs to the process's own address space, which exec replaces.
+PEAK_MB = """
+import resource
+def peak_mb():
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+"""
+
+CONVERT = PEAK_MB + """
+import json, os, sys, time
 if __name__ == "__main__":
     from milannotations.build import build
     from milannotations.parallel import worker_cpu_seconds
@@ -38,7 +51,7 @@ if __name__ == "__main__":
     wall, cpu = time.perf_counter() - t, time.process_time() - c
     time.sleep(0.3)  # let the forkserver reap the workers
     print(json.dumps({"seconds": wall, "cpu_parent": cpu, "cpu_workers": worker_cpu_seconds(),
-                      "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                      "maxrss_kb": peak_mb() * 1024,
                       "load": os.getloadavg()[0]}))
 """
 

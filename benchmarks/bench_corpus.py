@@ -33,26 +33,28 @@ from typing import Iterator
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_conversion import PEAK_MB  # noqa: E402 - after the path above
+
 CONFIG = "alexnet-places365"
 
-CONVERT = """
-import json, resource, sys, time
+CONVERT = PEAK_MB + """
+import json, sys, time
 from milannotations.build import build
 t = time.perf_counter()
 build(sys.argv[1], sys.argv[2], ["{config}"], progress=False)
 dt = time.perf_counter() - t
-print(json.dumps({{"seconds": dt, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}}))
+print(json.dumps({{"seconds": dt, "maxrss_kb": peak_mb() * 1024}}))
 """
 
 # ------------------------------------------------------------------------------ reading rows
 HEAVY = ("torch", "datasets", "transformers", "open_clip", "torchvision", "pyarrow.parquet")
 
-IMPORT = """
-import json, resource, sys, time
+IMPORT = PEAK_MB + """
+import json, sys, time
 t, c = time.perf_counter(), time.process_time()
 import milannotations
 dt, dc = time.perf_counter() - t, time.process_time() - c
-print(json.dumps({"import_s": dt, "cpu_s": dc, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+print(json.dumps({"import_s": dt, "cpu_s": dc, "rss_mb": peak_mb(),
                   "heavy": sorted(m for m in %r if m in sys.modules)}))
 """ % (HEAVY,)
 
@@ -76,14 +78,14 @@ print(json.dumps({"load_to_first_unit_s": time.perf_counter() - t, "cpu_s": time
 
 # The imports a reading pass needs are those of `UnitSet` (torch, numpy, PIL) and pyarrow; the RSS
 # after them is the floor that the iteration's peak is measured against.
-ITER = """
-import json, resource, sys, time
+ITER = PEAK_MB + """
+import json, sys, time
 import milannotations as mn
 import torch, pyarrow.parquet, PIL.Image, numpy
 from milannotations import UnitSet
 if sys.argv[3] == "datasets":
     import datasets
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+base = peak_mb()
 images = sys.argv[4] == "images"
 frac = float(sys.argv[5])
 n = px = 0
@@ -98,7 +100,7 @@ for split in ("train", "test"):
         px += int(unit.masks.shape[0]) + (int(unit.images.shape[0]) if images else 0)  # no tensor maths timed
         n += 1
 dt, dc = time.perf_counter() - t, time.process_time() - c
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = peak_mb()
 print(json.dumps({"units": n, "seconds": dt, "cpu_s": dc, "base_mb": base, "peak_mb": peak}))
 """
 

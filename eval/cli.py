@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from baselines.registry import Runtime, build_describer, parse_describer_args
 from milannotations.cli import OneLineParser, add_common_flags, run
@@ -25,6 +25,9 @@ from milannotations.fsutil import check_output_dir, check_output_file
 from .harness import evaluate
 from .protocols import BENCHMARKS, protocols
 from .results import write_descriptions
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from .records import ResultsRecord, Scores
 
 
 # --------------------------------------------------------------------------- milan-eval
@@ -74,15 +77,14 @@ def build_eval_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _fmt(entry: dict | None, metric: str, ci: bool = False) -> str:
+def _fmt(scores: "Scores | None", metric: str, ci: bool = False) -> str:
     """A value (with its 95% interval when `ci`), or '-' where there is none."""
-    score = (entry or {}).get(metric) or {}
-    v = score.get("value")
+    v = scores.value(metric) if scores is not None else None
     if v is None:
         return "-"
     digits = 2 if abs(v) >= 10 else 3
     text = f"{v:.{digits}f}"
-    lo, hi = (score.get("ci95") or [None, None])[:2]
+    lo, hi = scores.ci95(metric) or (None, None)
     if ci and lo is not None and hi is not None:
         text += f" [{lo:.{digits}f}, {hi:.{digits}f}]"
     return text
@@ -99,50 +101,53 @@ def _label(name: str) -> str:
     return name if scale == 1 else f"{name} (0-{scale:g})"
 
 
-def print_results(results: dict, file=None) -> None:
+def print_results(results: "ResultsRecord | dict", file=None) -> None:
     """One rich table per split: per metric, the describer beside both floors, the annotator ceiling
     and the normalized score."""
     from rich.console import Console
     from rich.table import Table
 
+    from .records import ResultsRecord
+
+    record = results if isinstance(results, ResultsRecord) else ResultsRecord.from_dict(results)
     console = Console(file=file or sys.stdout)
     if not console.is_terminal:
         console.width = max(console.width, 120)  # logs and pipes: keep one row per metric
-    name = results["describer"]["name"]
-    for split in results["splits"]:
-        flag = "" if split["held_out"] else "\n[bold red]NOT held out: the describer was trained on these configs[/]"
-        table = Table(title=f"{split['name']}: {split['n_units']} units ({results['benchmark']}, "
-                            f"{results['protocol']}, scorer {results['scorer']}){flag}")
+    name = record.describer.name
+    for split in record.splits:
+        flag = "" if split.held_out else "\n[bold red]NOT held out: the describer was trained on these configs[/]"
+        table = Table(title=f"{split.name}: {split.n_units} units ({record.benchmark}, "
+                            f"{record.protocol}, scorer {record.scorer}){flag}")
         table.add_column("metric", style="bold", no_wrap=True)
         table.add_column(f"{name} [95% CI]", justify="right", style="cyan")
-        for floor in split["floors"]:
+        for floor, _ in split.floors.items():
             table.add_column(f"floor: {floor}", justify="right", style="dim")
         table.add_column("ceiling", justify="right", style="green")
-        humans = split.get("humans") or {}
+        humans = split.humans
         if humans:
             table.add_column("annotators", justify="right", style="green")
         table.add_column("normalized", justify="right", style="bold")
-        for m in split["metrics"]:
-            table.add_row(_label(m), _fmt(split["metrics"], m, ci=True),
-                          *(_fmt(scores, m) for scores in split["floors"].values()),
-                          _fmt(split["ceiling"], m), *([_fmt(humans, m) if m in humans else ""] if humans else []),
-                          _fmt(split["normalized"], m))
+        for m in split.metrics:
+            table.add_row(_label(m), _fmt(split.metrics, m, ci=True),
+                          *(_fmt(scores, m) for _, scores in split.floors.items()),
+                          _fmt(split.ceiling, m), *([_fmt(humans, m) if m in humans else ""] if humans else []),
+                          _fmt(split.normalized, m))
         console.print(table)
-        parse = split.get("parse")
+        parse = split.parse
         if parse:
-            console.print(f"truth parser {parse['parser']}: {parse['parsed']} of {parse['descriptions']} "
+            console.print(f"truth parser {parse.parser}: {parse.parsed} of {parse.descriptions} "
                           "descriptions parsed; the others score 0"
-                          + (f" (e.g. {parse['unparsed_examples'][0]!r})" if parse["unparsed_examples"] else ""))
-    lab = results.get("labeller")
+                          + (f" (e.g. {parse.unparsed_examples[0]!r})" if parse.unparsed_examples else ""))
+    lab = record.labeller
     if lab:
-        console.print(f"labeller {lab['name']} ({lab['model']})"
-                      + (f"; [bold red]the describer relies on the same model ({', '.join(lab['same_model'])}): "
-                         "its faithfulness is flattered, read it as an upper bound[/]" if lab["same_model"] else ""))
-    truth = any(split.get("humans") for split in results["splits"])
+        console.print(f"labeller {lab.name} ({lab.model})"
+                      + (f"; [bold red]the describer relies on the same model ({', '.join(lab.same_model)}): "
+                         "its faithfulness is flattered, read it as an upper bound[/]" if lab.same_model else ""))
+    truth = any(split.humans for split in record.splits)
     console.print("normalized = (describer - best floor) / (ceiling - best floor); ceiling = each annotator "
                   "against the others" + ("; for truth_* metrics the truth formula, and 'annotators' the "
                                           "annotators' descriptions scored by truth (docs/truth.md)" if truth else "")
-                  + f".  revision {results['revision'][:12]}, {results['timing']['total_s']:.1f}s")
+                  + f".  revision {record.revision[:12]}, {record.timing.total_s:.1f}s")
 
 
 def _submissions(args: argparse.Namespace) -> Path | None:

@@ -635,3 +635,39 @@ def test_lm_training_loss_is_the_lstm_loss_on_real_tokens():
     for k in ref_grads:
         assert torch.allclose(grads[k], ref_grads[k], rtol=1e-4, atol=1e-7), k
     assert torch.equal(nxt, ref_next)
+
+
+class _ReadableDescriptions(list):
+    """Units whose descriptions can be read without their pixels, as a `UnitSet`'s can."""
+
+    def annotations(self) -> list[list[str]]:
+        return [list(u.annotations) for u in self]
+
+
+def test_fit_starts_the_lm_before_encoding_and_trains_the_same(tmp_path, monkeypatch):
+    """Given a UnitSet-like training set, the LM's process starts before the features are encoded; the
+    weights and the chosen decoding are those of a fit on a plain list (where it starts after)."""
+    import baselines.milan.describer as describer_mod
+    import baselines.milan.train as train_mod
+
+    units = _colour_units(n_per=3, k=2)
+    events = []
+    real_start, real_encode = train_mod.start_lm, describer_mod.MilanDescriber.encode
+    for module in (describer_mod, train_mod):
+        monkeypatch.setattr(module, "start_lm", lambda *a, **k: events.append("lm") or real_start(*a, **k))
+    monkeypatch.setattr(describer_mod.MilanDescriber, "encode",
+                        lambda self, u: events.append("encode") or real_encode(self, u))
+    fits = []
+    for train in (list(units), _ReadableDescriptions(units)):
+        events.clear()
+        d = create_describer("milan", backbone="resnet18-random", epochs=2, hidden=16, embedding=8, batch_size=8,
+                             cache=False, progress=False, seed=0)
+        d.fit(train)
+        fits.append((d, list(events)))
+    (plain, plain_events), (early, early_events) = fits
+    assert plain_events == ["encode", "lm"] and early_events == ["lm", "encode"]
+    a, b = plain.model, early.model
+    for part in ("decoder", "lm"):
+        sa, sb = getattr(a, part).state_dict(), getattr(b, part).state_dict()
+        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa), part
+    assert plain.fit_record == early.fit_record

@@ -146,6 +146,7 @@ def test_report_replaces_an_earlier_one_whole(tmp_path):
     build_report(out, descriptions=_write_csv(tmp_path / "b.csv", [("m/l/1", "l", 1, "second")]))
     assert not (out / "stale.txt").exists()
     assert [r[0] for r in _embedded((out / "index.html").read_text())["units"]] == ["m/l/1"]
+    assert "Thumbnails:" not in (out / "index.html").read_text()  # no exemplars, so no thumbnails to explain
     with open(out / "descriptions.csv", newline="") as f:
         assert [r["description"] for r in csv.DictReader(f)] == ["second"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
@@ -229,6 +230,7 @@ def test_one_command_from_a_random_resnet18_to_a_report(tmp_path, capsys):
     words = ["dog faces", "blue sky", "text and letters"]
     assert all(r["description"] == f"{words[int(r['unit']) % 3]} (layer1)" for r in rows)
     assert len(list((out / "thumbs").glob("*.jpg"))) == 24
+    assert "Thumbnails: each unit's top images" in (out / "index.html").read_text()
     work = tmp_path / "report.work"
     assert (work / "descriptions.csv").is_file() and (work / "exemplars" / "data" / "resnet18").is_dir()
 
