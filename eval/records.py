@@ -63,6 +63,14 @@ class _Reader:
         if self.errors:
             raise RecordError(source, self.errors)
 
+    @classmethod
+    def read(cls, record: type, value: Any, source: str, *args: Any) -> Any:
+        """`record._read(reader, value, *args)` checked whole: the record, or every problem at once."""
+        r = cls()
+        out = record._read(r, value, *args)
+        r.done(source)
+        return out
+
     def _wrong(self, path: str, expected: str, value: Any) -> None:
         self.fail(path, f"expected {expected}, got {type(value).__name__} {value!r:.60}")
 
@@ -229,10 +237,7 @@ class Scores(Mapping[str, Score]):
         """Scores from their JSON (the scorer's output, or a file's section); `section` says which
         optional parts a score may have (`metrics`: trial values; `floor`: the floor's name; `normalized`:
         null values)."""
-        r = _Reader()
-        out = cls._read(r, value, section, section)
-        r.done(source)
-        return out
+        return _Reader.read(cls, value, source, section, section)
 
     @classmethod
     def _read(cls, r: _Reader, value: Any, path: str, section: str) -> Scores:
@@ -266,10 +271,7 @@ class Floors:
 
     @classmethod
     def from_dict(cls, value: Any, source: str = RESULTS_FILE) -> Floors:
-        r = _Reader()
-        out = cls._read(r, value, "floors")
-        r.done(source)
-        return out
+        return _Reader.read(cls, value, source, "floors")
 
     @classmethod
     def _read(cls, r: _Reader, value: Any, path: str) -> Floors:
@@ -295,10 +297,7 @@ class ParseReport:
 
     @classmethod
     def from_dict(cls, value: Any, source: str = RESULTS_FILE) -> ParseReport:
-        r = _Reader()
-        out = cls._read(r, value, "parse")
-        r.done(source)
-        return out
+        return _Reader.read(cls, value, source, "parse")
 
     @classmethod
     def _read(cls, r: _Reader, value: Any, path: str) -> ParseReport:
@@ -481,10 +480,7 @@ class LabellerRecord:
 
     @classmethod
     def from_dict(cls, value: Any, source: str = RESULTS_FILE) -> LabellerRecord:
-        r = _Reader()
-        out = cls._read(r, value, "labeller")
-        r.done(source)
-        return out
+        return _Reader.read(cls, value, source, "labeller")
 
     @classmethod
     def _read(cls, r: _Reader, value: Any, path: str) -> LabellerRecord:
@@ -587,10 +583,7 @@ class ResultsRecord:
     def from_dict(cls, doc: Any, source: str = RESULTS_FILE) -> ResultsRecord:
         """The record of a results document; a `RecordError` (a `MilanError`) naming `source` and the field
         path of every problem when it is not one."""
-        r = _Reader()
-        record = cls._read(r, doc, "results")
-        r.done(source)
-        return record
+        return _Reader.read(cls, doc, source, "results")
 
     @classmethod
     def _read(cls, r: _Reader, doc: Any, path: str) -> ResultsRecord:

@@ -598,19 +598,26 @@ def test_decoder_training_loss_is_teacher_forcing_on_real_tokens():
         nll = torch.nn.functional.nll_loss(logp.transpose(1, 2), targets, ignore_index=vocab.pad)
         return nll + 0.7 * attention_penalty(alphas, targets != vocab.pad)
 
+    _assert_same_loss_and_gradients(decoder, reference,
+                                    lambda: decoder.training_loss(batch_feats, targets, vocab.start, vocab.pad, 0.7))
+
+
+def _assert_same_loss_and_gradients(module, reference, packed, seed: int = 11) -> None:
+    """Both loss functions, from the same RNG state, give the same value and gradients and leave the RNG in
+    the same state (the same dropout draws)."""
     results = []
-    for loss_fn in (reference, lambda: decoder.training_loss(batch_feats, targets, vocab.start, vocab.pad, 0.7)):
-        decoder.zero_grad()
-        torch.manual_seed(11)
+    for loss_fn in (reference, packed):
+        module.zero_grad()
+        torch.manual_seed(seed)
         loss = loss_fn()
         loss.backward()
-        results.append((loss.item(), _grads(decoder), torch.rand(1)))
+        results.append((loss.item(), _grads(module), torch.rand(1)))
     (ref_loss, ref_grads, ref_next), (loss, grads, nxt) = results
     assert loss == pytest.approx(ref_loss, rel=1e-6)
     assert ref_grads.keys() == grads.keys()
     for k in grads:
         assert torch.allclose(grads[k], ref_grads[k], rtol=1e-4, atol=1e-7), k
-    assert torch.equal(nxt, ref_next)  # the same number of dropout draws
+    assert torch.equal(nxt, ref_next)
 
 
 def test_lm_training_loss_is_the_lstm_loss_on_real_tokens():
@@ -623,18 +630,7 @@ def test_lm_training_loss_is_the_lstm_loss_on_real_tokens():
         inputs = torch.cat([torch.full_like(targets[:, :1], vocab.start), targets[:, :-1]], dim=1)
         return torch.nn.functional.nll_loss(lm(inputs).transpose(1, 2), targets, ignore_index=vocab.pad)
 
-    results = []
-    for loss_fn in (reference, lambda: lm.training_loss(targets, vocab.start, vocab.pad)):
-        lm.zero_grad()
-        torch.manual_seed(12)
-        loss = loss_fn()
-        loss.backward()
-        results.append((loss.item(), _grads(lm), torch.rand(1)))
-    (ref_loss, ref_grads, ref_next), (loss, grads, nxt) = results
-    assert loss == pytest.approx(ref_loss, rel=1e-6)
-    for k in ref_grads:
-        assert torch.allclose(grads[k], ref_grads[k], rtol=1e-4, atol=1e-7), k
-    assert torch.equal(nxt, ref_next)
+    _assert_same_loss_and_gradients(lm, reference, lambda: lm.training_loss(targets, vocab.start, vocab.pad), seed=12)
 
 
 class _ReadableDescriptions(list):
