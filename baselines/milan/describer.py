@@ -227,7 +227,7 @@ class MilanDescriber:
             lm_run = stack.enter_context(start_lm(early, build_vocab(a for x in early for a in x),
                                                   self._lm_config(early), MAX_LENGTH, self.train_config,
                                                   self.progress, self.device)) if early else None
-            with fitting(self.device):  # one core: the other is the LM's
+            with fitting(self.device):  # one thread: the other core is the LM's (and the same features either way)
                 features = self.encode(_Sized(stream(), len(train), train))
             unit_ids = [u for u, _, _ in seen]
             annotations = [a for _, _, a in seen]

@@ -25,10 +25,12 @@ def packing(targets: torch.Tensor, pad: int) -> tuple[list[int], torch.Tensor, t
     lengths = (targets != pad).sum(dim=1)
     order = torch.argsort(lengths, descending=True, stable=True)
     sorted_lengths = lengths[order]
-    counts = [int(n) for n in (sorted_lengths.unsqueeze(0) > torch.arange(targets.shape[1]).unsqueeze(1)).sum(1)]
-    counts = [n for n in counts if n > 0]
-    rows = torch.cat([torch.arange(n) for n in counts]) if counts else torch.zeros(0, dtype=torch.long)
-    steps = torch.cat([torch.full((n,), t) for t, n in enumerate(counts)]) if counts else rows
+    steps_t = torch.arange(targets.shape[1], device=targets.device)
+    counts = [n for n in (sorted_lengths.unsqueeze(0) > steps_t.unsqueeze(1)).sum(1).tolist() if n > 0]
+    dev = targets.device
+    rows = torch.cat([torch.arange(n, device=dev) for n in counts]) if counts else \
+        torch.zeros(0, dtype=torch.long, device=dev)
+    steps = torch.cat([torch.full((n,), t, device=dev) for t, n in enumerate(counts)]) if counts else rows
     return counts, order, rows, steps
 
 
@@ -39,7 +41,8 @@ def dropout_masks(shape: tuple[int, ...], p: float, device: torch.device) -> tor
     (ATen `_dropout_impl`); drawing the same mask here, for the full padded shape and in the same
     order, lets the packed training losses skip padding and still use exactly the dropout draws of
     the padded step-by-step computation (`tests/test_milan.py` checks it against `F.dropout`).
-    None means no dropout (p = 0 draws nothing, as `F.dropout` does).
+    On CUDA, `F.dropout` is a fused kernel with its own draws: there the masks have the same
+    distribution, not the same numbers. None means no dropout (p = 0 draws nothing, as `F.dropout` does).
     """
     if p <= 0:
         return None
