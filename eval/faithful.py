@@ -160,11 +160,11 @@ class RunFaithfulness:
         from .metrics.faithfulness import EXEMPLAR_METRICS, PROBE_METRICS
 
         ctx = self.context(sd)
-        out = self.scorer._package(EXEMPLAR_METRICS, [self.scorer.exemplar_per_unit(ctx, p) for p in passes],
-                                   ctx.signature + suffix)
+        out = self.scorer.summarize_passes(EXEMPLAR_METRICS, [self.scorer.exemplar_per_unit(ctx, p) for p in passes],
+                                           ctx.signature + suffix)
         if sd.truth is not None:
-            out.update(self.scorer._package(PROBE_METRICS, [self._probe_values(sd, p) for p in passes],
-                                            self._probe_signature(sd) + suffix))
+            out.update(self.scorer.summarize_passes(PROBE_METRICS, [self._probe_values(sd, p) for p in passes],
+                                                    self._probe_signature(sd) + suffix))
         return out
 
     def score(self, sd: SplitData, texts) -> dict:

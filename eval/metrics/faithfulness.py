@@ -295,8 +295,11 @@ class FaithfulnessScorer:
                 "exemplar_ident_mrr": rr, "exemplar_recall": recall}
 
     # ------------------------------------------------------------------ packaging
-    def _package(self, names: Sequence[str], passes: list[dict[str, np.ndarray]], signature: str
-                 ) -> dict[str, MetricScore]:
+    def summarize_passes(self, names: Sequence[str], passes: list[dict[str, np.ndarray]], signature: str
+                         ) -> dict[str, MetricScore]:
+        """The metrics `names` of per-unit value passes (one per trial or annotator, averaged per unit),
+        each with its bootstrap interval over units and its signature: what every score here returns,
+        public so the harness can package passes it computed itself (e.g. several trials at once)."""
         n = len(next(iter(passes[0].values())))
         counts = resample_counts(n, self.n_boot, self.seed)
         return {m.name: summarize(m, [p[m.name] for p in passes], counts, f"{m.name}|{_WHAT[m.name]}|{signature}")
@@ -304,13 +307,14 @@ class FaithfulnessScorer:
 
     def score_exemplars(self, ctx: ExemplarContext, descriptions: Sequence[str], suffix: str = ""
                         ) -> dict[str, MetricScore]:
-        return self._package(EXEMPLAR_METRICS, [self.exemplar_per_unit(ctx, descriptions)], ctx.signature + suffix)
+        return self.summarize_passes(EXEMPLAR_METRICS, [self.exemplar_per_unit(ctx, descriptions)],
+                                     ctx.signature + suffix)
 
     def humans_exemplars(self, ctx: ExemplarContext, references: Sequence[Sequence[str]]) -> dict[str, MetricScore]:
         """The annotators' own descriptions, scored the same way (mean over annotator slots)."""
         k = min(len(r) for r in references)
         passes = [self.exemplar_per_unit(ctx, [r[a] for r in references]) for a in range(k)]
-        return self._package(EXEMPLAR_METRICS, passes, f"{ctx.signature}|humans:annotators:{k}")
+        return self.summarize_passes(EXEMPLAR_METRICS, passes, f"{ctx.signature}|humans:annotators:{k}")
 
     # ------------------------------------------------------------------ probe set
     def probe_context(self, activations: np.ndarray, images, datasets, image_ids=None, *, alpha: float,
@@ -337,7 +341,7 @@ class FaithfulnessScorer:
 
     def score_probe(self, ctx: "ProbeContext", descriptions: Sequence[str], suffix: str = ""
                     ) -> dict[str, MetricScore]:
-        return self._package(PROBE_METRICS, [self.probe_per_unit(ctx, descriptions)], ctx.signature + suffix)
+        return self.summarize_passes(PROBE_METRICS, [self.probe_per_unit(ctx, descriptions)], ctx.signature + suffix)
 
 
 @dataclass

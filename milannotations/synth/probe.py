@@ -84,6 +84,15 @@ def render_inputs(domain: str, size: int, seed: int) -> tuple[np.ndarray, np.nda
     return inputs, cells
 
 
+@functools.lru_cache(maxsize=2)
+def probe_images(domain: str, size: int, seed: int) -> np.ndarray:
+    """uint8 [N, 3, 112, 112] pictures of the probe scenes, read-only (kept for the two most recent
+    domains: every split and the alpha step of a run read the same scenes)."""
+    images = np.stack([render_scene(domain, PROBE_OFFSET + i, seed).image for i in range(size)])
+    images.flags.writeable = False
+    return images
+
+
 def cell_bits(cells: np.ndarray) -> np.ndarray:
     """bool [N, 45 + 4 x 7, 28, 28]: each cell's concepts, then whether some of each relation object
     lies above / below / left / right of it within the units' reach (`neurons._relation_field`)."""
@@ -313,5 +322,4 @@ def probe_image_max(config: str, seed: int, units: int, indices: Sequence[int], 
             m = layer(torch.from_numpy(inputs[start:stop].astype(np.float32)))  # B, U, h, w
         out[start:stop] = m.amax(dim=(2, 3)).numpy()
     ids = [PROBE_OFFSET + i for i in range(size)]
-    images = np.stack([render_scene(domain, i, seed).image for i in ids])
-    return images, out, ids
+    return probe_images(domain, size, seed).copy(), out, ids
