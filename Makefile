@@ -19,6 +19,9 @@ venv: $(STAMP)
 # within-network, beside the floors and the human ceiling (patience 10 as in the paper's
 # within-network runs). The first run builds the corpus and the synthetic backbone into the cache.
 demo: $(STAMP)
+	@echo "make demo: MILAN trained on 4 synthetic splits, scored beside the floors and the ceiling: about 3.5 min on 2 free"
+	@echo "cores (204 s measured, docs/milan.md); the very first run also builds the corpus and its backbone (about 1.5 min),"
+	@echo "and later runs read MILAN's trained weights from the cache."
 	$(OFFLINE) $(VENV)/bin/milan-eval --describer milan --describer-args patience=10 --output demo-out/milan
 
 # Tests run offline with a throw-away Hugging Face and milannotations cache,
