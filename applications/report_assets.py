@@ -174,6 +174,13 @@ JS = r"""
     }
     var first = state.n === "all" ? list.length : (parseInt(state.n, 10) > 0 ? parseInt(state.n, 10) : pageSize);
     draw(first);
+    fill();
+  }
+
+  // While the "show more" button is within the observer's 600 px of the viewport, draw more now: a
+  // short first page fills the screen at once instead of waiting for the observer's first callback.
+  function fill() {
+    while (!more.hidden && more.getBoundingClientRect().top < window.innerHeight + 600) draw(pageSize);
   }
 
   function syncControls() { q.value = state.q; layerSel.value = state.layer; sortSel.value = state.sort; }
