@@ -23,7 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
-
 from . import convert, parallel
 from .convert import _read_unit, _release_pages  # noqa: F401  (tests read units like the workers do)
 from .card import write_card

@@ -496,6 +496,15 @@ def test_parallel_fit_is_the_sequential_fit():
             assert torch.get_num_threads() == caller_threads  # restored after training
     finally:
         torch.set_num_threads(threads)
+    from baselines.milan.train import fitting
+
+    torch.set_num_threads(2)
+    try:
+        with fitting("cpu", seed=0):  # what both trainings run in, whatever the caller's count
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
     one_thread = runs.pop()[0]
     (seq, h_seq, l_seq), (par, h_par, l_par) = runs
     assert all(torch.equal(seq[k], one_thread[k]) for k in seq)

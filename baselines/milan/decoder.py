@@ -138,10 +138,14 @@ class ShowAttendTell(nn.Module):
             alphas.append(alpha)
         nll = F.cross_entropy(self.out(torch.cat(hidden)), sorted_targets[rows, steps])
         total = features.new_zeros(b, k).index_add(0, rows, torch.cat(alphas))
-        return nll + attention_weight * ((1.0 - total) ** 2).mean()
+        return nll + attention_weight * _penalty(total)
 
 
 def attention_penalty(alphas: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Doubly stochastic regulariser mean_{b,j} (1 - sum_t alpha_{b,t,j})^2 over real (non-pad) steps."""
-    total = (alphas * valid.unsqueeze(-1).to(alphas.dtype)).sum(dim=1)
+    return _penalty((alphas * valid.unsqueeze(-1).to(alphas.dtype)).sum(dim=1))
+
+
+def _penalty(total: torch.Tensor) -> torch.Tensor:
+    """mean_{b,j} (1 - total_{b,j})^2 of each row's attention summed over its real steps (B, k)."""
     return ((1.0 - total) ** 2).mean()

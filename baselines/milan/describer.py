@@ -224,9 +224,11 @@ class MilanDescriber:
             # The LM needs only the descriptions: where they can be read without the pixels (a UnitSet),
             # it starts training in its own process now and the features are encoded meanwhile.
             early = _annotations_of(train)
-            lm_run = stack.enter_context(start_lm(early, build_vocab(a for x in early for a in x),
-                                                  self._lm_config(early), MAX_LENGTH, self.train_config,
-                                                  self.progress, self.device)) if early else None
+            lm_run = None
+            if early:
+                early_vocab = build_vocab(a for x in early for a in x)
+                lm_run = stack.enter_context(start_lm(early, early_vocab, self._lm_config(early_vocab), MAX_LENGTH,
+                                                      self.train_config, self.progress, self.device))
             with fitting(self.device):  # one thread: the other core is the LM's (and the same features either way)
                 features = self.encode(_Sized(stream(), len(train), train))
             unit_ids = [u for u, _, _ in seen]
@@ -241,8 +243,7 @@ class MilanDescriber:
         if self.save_path:
             save_checkpoint(self.model, self.save_path)
 
-    def _lm_config(self, annotations: Sequence[Sequence[str]]) -> LMConfig:
-        vocab = build_vocab(a for anns in annotations for a in anns)
+    def _lm_config(self, vocab) -> LMConfig:
         return LMConfig(vocab_size=len(vocab), embedding_size=self.embedding, hidden_size=self.hidden)
 
     def _fit_encoded(self, features: torch.Tensor, unit_ids: list[str], annotations: list[list[str]],
@@ -255,7 +256,7 @@ class MilanDescriber:
         vocab = build_vocab(a for anns in annotations for a in anns)
         dcfg = DecoderConfig(vocab_size=len(vocab), feature_size=features.shape[-1],
                              embedding_size=self.embedding, hidden_size=self.hidden, length=MAX_LENGTH)
-        lcfg = self._lm_config(annotations)
+        lcfg = self._lm_config(vocab)
         enc = self._encoder
         select = not self._fixed and self.strategy != "greedy" and self.rerank == "pmi"
         val = validation_units(unit_ids, self.train_config) if select else []

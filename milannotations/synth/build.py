@@ -432,9 +432,10 @@ def _lock(path: Path) -> Iterator[None]:
 
 
 #: Seconds one annotated config of DEFAULT_UNITS units over a POOL_SIZE pool takes to build on one core,
-#: and one domain's pool to render (measured: 34-47 s and 4-4.4 s on a shared 2-core machine, docs/synth.md).
-_CONFIG_S, _POOL_S, _NET_S, _BACKBONE_S = 42.0, 4.5, 12.0, 210.0
-_START_S = 4.0  # starting the worker processes (the forkserver imports torch once)
+#: and one domain's pool to render. Measured on a quiet 2-core machine (docs/synth.md, `bench_synth.py
+#: --rows`): one config 21.2 s on one worker and 10.4 s on two, four configs 30.4 s on two (56 CPU-s).
+_CONFIG_S, _POOL_S, _NET_S, _BACKBONE_S = 14.0, 4.5, 12.0, 210.0
+_START_S = 2.0  # starting the worker processes (the forkserver imports torch once)
 
 
 def _estimate(configs: Sequence[str], units: int, pool_size: int, workers: int = 1) -> str:
